@@ -1,0 +1,1 @@
+//! Placeholder: the epoll model is being written.

@@ -1,0 +1,1 @@
+//! Placeholder: the iterative model is being written.

@@ -1,0 +1,177 @@
+//! The server contract shared by every `echo-<model>` binary, and nothing else.
+//!
+//! A model's `main.rs` is one call:
+//!
+//! ```no_run
+//! # fn serve(_: std::net::TcpListener, _: &echo_protocol::Config, _: echo_protocol::NoFlags)
+//! #     -> std::io::Result<()> { Ok(()) }
+//! fn main() -> std::process::ExitCode {
+//!     echo_protocol::run(&echo_protocol::Model { name: "echo-example", expected_limits: &[] }, serve)
+//! }
+//! ```
+//!
+//! [`run`] parses the common flags (`--addr`, `--max-conns`, `--verbose`) and
+//! the model's own, raises `RLIMIT_NOFILE` to its hard limit, binds with
+//! `SO_REUSEADDR` and a deep listen backlog, installs the SIGINT/SIGTERM
+//! handling, prints the readiness line and hands the listener to the model.
+//!
+//! What this crate deliberately does *not* hold: an event loop, a buffer
+//! type, a connection abstraction. Those are what the models differ in, so
+//! each model writes its own, and a reader sees the whole design in one crate.
+
+#![warn(missing_docs)]
+
+mod args;
+mod shutdown;
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use args::{CommonArgs, DEFAULT_ADDR, DEFAULT_MAX_CONNS, NoFlags};
+pub use shutdown::{GRACE_PERIOD, Shutdown};
+
+/// Exit status for bad command-line arguments (clap uses the same).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for a runtime failure such as an address already in use.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Listen backlog: std's `TcpListener::bind` uses 128, which overflows as
+/// soon as a benchmark opens a few hundred connections at once; the kernel
+/// clamps this to `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// What a model tells the contract about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Model {
+    /// The binary's name, `echo-<id>`, used in messages and `--help`.
+    pub name: &'static str,
+    /// Conformance cases this design cannot meet by construction (for
+    /// `iterative`, every case that needs two clients served at once). The
+    /// hidden flag `--expected-limits` prints them, one per line, so the
+    /// harness learns them from the binary itself: this is the one place a
+    /// model declares them.
+    pub expected_limits: &'static [&'static str],
+}
+
+/// The settings every model receives, after parsing and binding.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address the listener is actually bound to (real port, not 0).
+    pub addr: SocketAddr,
+    /// Most connections served at once; a model closes connections beyond it.
+    pub max_conns: usize,
+    /// Log connection events to stderr.
+    pub verbose: bool,
+    /// The open-files soft limit after raising it.
+    pub nofile_limit: u64,
+    /// Set when SIGINT or SIGTERM arrives.
+    pub shutdown: Shutdown,
+}
+
+impl Config {
+    /// Writes one line to stderr when `--verbose` is on. Takes
+    /// `format_args!` so that nothing is formatted when it is off.
+    pub fn log(&self, args: std::fmt::Arguments<'_>) {
+        if self.verbose {
+            eprintln!("{args}");
+        }
+    }
+}
+
+/// Parses the command line, binds, prints the readiness line and calls
+/// `serve`. Returns the process exit status: 0 after a clean shutdown, 2 for
+/// bad arguments, 1 for a runtime failure. `A` is the model's own flags
+/// (use [`NoFlags`] for none).
+pub fn run<A, F>(model: &Model, serve: F) -> ExitCode
+where
+    A: clap::Args + clap::FromArgMatches,
+    F: FnOnce(TcpListener, &Config, A) -> io::Result<()>,
+{
+    let (common, extra) = match args::parse::<A>(model, std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            // clap prints "error: …" plus usage and picks the status: 2 for
+            // usage errors, 0 for --help and --version.
+            let _ = err.print();
+            return ExitCode::from(err.exit_code() as u8);
+        }
+    };
+    if common.expected_limits {
+        for case in model.expected_limits {
+            println!("{case}");
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    // Block the signals before any thread exists, so every thread the model
+    // spawns inherits the mask and only the shutdown thread receives them.
+    let shutdown = match Shutdown::install() {
+        Ok(s) => s,
+        Err(e) => return fail(model, format_args!("cannot install signal handling: {e}")),
+    };
+    let nofile_limit = match raise_nofile_limit() {
+        Ok(n) => n,
+        Err(e) => return fail(model, format_args!("cannot raise RLIMIT_NOFILE: {e}")),
+    };
+    let listener = match bind(common.addr) {
+        Ok(l) => l,
+        Err(e) => return fail(model, format_args!("cannot listen on {}: {e}", common.addr)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(model, format_args!("cannot read the bound address: {e}")),
+    };
+    shutdown.watch(addr);
+    let config = Config {
+        addr,
+        max_conns: common.max_conns as usize,
+        verbose: common.verbose,
+        nofile_limit,
+        shutdown,
+    };
+    if let Err(e) = announce(addr) {
+        return fail(model, format_args!("cannot write the readiness line: {e}"));
+    }
+    match serve(listener, &config, extra) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(model, format_args!("{e}")),
+    }
+}
+
+fn fail(model: &Model, msg: std::fmt::Arguments<'_>) -> ExitCode {
+    eprintln!("{}: {msg}", model.name);
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// Prints `listening on <addr>` to stdout and flushes, once. Harnesses wait
+/// for this line instead of sleeping and hoping the port is open.
+pub fn announce(addr: SocketAddr) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
+}
+
+/// Binds a TCP listener with `SO_REUSEADDR` (a restarted server does not wait
+/// out TIME_WAIT) and a backlog of [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns it. Every
+/// connection costs a descriptor; the usual soft limit of 1024 would cap a
+/// server far below what the machine allows.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard)
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the thread-per-client model is being written.
