@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Checks the invariants ARCHITECTURE.md states as absences:
+#   1. no model crate depends on another model crate;
+#   2. echo-protocol holds no event loop;
+#   3. no exercise is a member of the root workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail=0
+meta=$(cargo metadata --format-version 1 --no-deps)
+
+# 1. Every echo-* crate other than the shared ones may depend on
+#    echo-protocol (and on echo-conformance for tests), never on a model.
+shared='^(echo-protocol|echo-conformance|echo-bench)$'
+while read -r pkg dep; do
+  if [[ ! $pkg =~ $shared && $dep == echo-* && ! $dep =~ $shared ]]; then
+    echo "✘ model crate $pkg depends on model crate $dep"
+    fail=1
+  fi
+done < <(python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for d in p["dependencies"]:
+        print(p["name"], d["name"])' <<<"$meta")
+
+# 2. echo-protocol: no readiness or async machinery among its dependencies,
+#    and no multiplexing call in its source.
+deps=$(python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "echo-protocol":
+        print(" ".join(d["name"] for d in p["dependencies"]))' <<<"$meta")
+for banned in mio tokio io-uring polling; do
+  if [[ " $deps " == *" $banned "* ]]; then
+    echo "✘ echo-protocol depends on $banned: it must hold no event loop"
+    fail=1
+  fi
+done
+# (comment lines are skipped: the docs may name the calls a model uses)
+if grep -rnE '\b(epoll|Epoll|poll\(|select\(|PollFd)' crates/echo-protocol/src | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+  echo "✘ echo-protocol's source multiplexes sockets: it must hold no event loop"
+  fail=1
+fi
+
+# 3. Exercises live in their own workspace.
+if python3 -c '
+import json, sys
+sys.exit(0 if any("/exercises/" in p["manifest_path"] for p in json.load(sys.stdin)["packages"]) else 1)' <<<"$meta"; then
+  echo "✘ an exercise is a member of the root workspace: its failing starter would turn cargo test red"
+  fail=1
+fi
+
+if [ $fail -eq 0 ]; then
+  echo "✔ invariants hold: models independent, echo-protocol without an event loop, exercises apart"
+fi
+exit $fail
