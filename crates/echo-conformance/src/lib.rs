@@ -1,1 +1,427 @@
-//! Placeholder: the conformance suite is being written.
+//! The conformance suite: what every echo server must do, checked over real
+//! sockets.
+//!
+//! Each case is a small client program written with blocking `std` sockets
+//! (`connect`, `read`, `write`, `shutdown`, `SO_LINGER`, `TCP_NODELAY`) with a
+//! timeout on every wait, so a broken server makes a case fail with a precise
+//! detail instead of hanging the harness. Streams are checked as they arrive:
+//! the first wrong byte ends a case at once, named by its offset.
+//!
+//! The suite is used two ways. `echo-bench check` runs it against a model or
+//! any running server ([`run_suite`]); each model crate's tests spawn the
+//! model's binary on `127.0.0.1:0` and call [`assert_conforms`],
+//! [`cli::assert_rejects_bad_input`] and the checks in [`limits`].
+//!
+//! A design that cannot meet a case by construction (the iterative server
+//! cannot serve two clients at once) declares it in its binary
+//! (`--expected-limits`); there a failure is reported as an expected limit,
+//! and a pass as an unexpected pass, so the declaration cannot go stale.
+
+#![warn(missing_docs)]
+
+mod cases;
+pub mod cli;
+pub mod limits;
+mod process;
+pub mod rss;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use process::ServerProcess;
+
+/// Every case, in the order the suite runs them.
+pub const CASES: &[&str] = &[
+    "small",
+    "all-bytes",
+    "large-1mib",
+    "pipelined-1000",
+    "half-close",
+    "concurrent-200",
+    "reset-isolation",
+    "sequential-1000",
+    "slow-reader",
+    "idle-500",
+];
+
+/// How much the server's resident memory may grow while a client sends
+/// 16 MiB and reads nothing (the `slow-reader` case).
+///
+/// RSS counts user-space buffering only: what sits in kernel socket buffers
+/// (a few MiB at most on loopback) is not in it. A model that keeps a bounded
+/// output buffer per connection stops reading from a client that does not
+/// read, so it grows by little more than that buffer; a model that buffers
+/// everything it reads grows by the whole 16 MiB and more (vectors double
+/// as they grow). 64 MiB sits far from both, so neither allocator noise nor
+/// a generous fixed buffer makes the verdict flaky.
+pub const SLOW_READER_RSS_LIMIT: u64 = 64 << 20;
+
+/// What the suite runs against.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// The server's process id, when known: enables the memory check of
+    /// `slow-reader`.
+    pub pid: Option<u32>,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The case passed.
+    Pass,
+    /// The case failed.
+    Fail,
+    /// The case failed, and the design declares it cannot meet it.
+    ExpectedLimit,
+    /// The case passed although the design declares it cannot: the
+    /// declaration is wrong, which counts as a failure.
+    UnexpectedPass,
+}
+
+impl Verdict {
+    /// True for [`Verdict::Pass`] and [`Verdict::ExpectedLimit`].
+    pub fn is_ok(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::ExpectedLimit)
+    }
+
+    fn from_result(passed: bool, expected_limit: bool) -> Verdict {
+        match (passed, expected_limit) {
+            (true, false) => Verdict::Pass,
+            (false, false) => Verdict::Fail,
+            (false, true) => Verdict::ExpectedLimit,
+            (true, true) => Verdict::UnexpectedPass,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::ExpectedLimit => "expected limit",
+            Verdict::UnexpectedPass => "UNEXPECTED PASS",
+        }
+    }
+}
+
+/// One finished case.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The case name, one of [`CASES`].
+    pub case: &'static str,
+    /// What came of it.
+    pub verdict: Verdict,
+    /// What went wrong (or, for a pass, what was measured).
+    pub detail: String,
+    /// How long the case took.
+    pub elapsed: Duration,
+}
+
+/// Width of the longest label, "UNEXPECTED PASS", and of the longest case name.
+const LABEL_WIDTH: usize = 15;
+const CASE_WIDTH: usize = 15;
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = self.verdict.label();
+        write!(f, "{label:<LABEL_WIDTH$}  {:<CASE_WIDTH$}  ", self.case)?;
+        if !self.detail.is_empty() {
+            write!(f, "{} ", self.detail)?;
+        }
+        write!(f, "({:.2} s)", self.elapsed.as_secs_f64())
+    }
+}
+
+/// Every outcome of one run of the suite.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// In the order the cases ran.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    /// Cases that passed or hit an expected limit.
+    pub fn passed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.verdict.is_ok()).count()
+    }
+
+    /// Cases that failed or passed unexpectedly.
+    pub fn failed(&self) -> usize {
+        self.outcomes.len() - self.passed()
+    }
+
+    /// True when nothing failed.
+    pub fn ok(&self) -> bool {
+        self.failed() == 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for outcome in &self.outcomes {
+            writeln!(f, "{outcome}")?;
+        }
+        let limits: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::ExpectedLimit)
+            .map(|o| o.case)
+            .collect();
+        if !limits.is_empty() {
+            let noun = if limits.len() == 1 { "limit" } else { "limits" };
+            writeln!(
+                f,
+                "{} expected {noun} counted as passed: {}",
+                limits.len(),
+                limits.join(", ")
+            )?;
+        }
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}
+
+/// Runs the cases (all of [`CASES`], or those named in `only`, in `CASES`
+/// order), calling `on_outcome` as each finishes (for live progress).
+/// `expected_limits` names cases the design cannot meet: there a failing case
+/// becomes [`Verdict::ExpectedLimit`] and a passing one
+/// [`Verdict::UnexpectedPass`]. `Err` only for setup problems: an unknown
+/// case name in `only` or in `expected_limits`, or a target not reachable.
+pub fn run_suite(
+    target: &Target,
+    expected_limits: &[String],
+    only: Option<&[String]>,
+    on_outcome: &mut dyn FnMut(&Outcome),
+) -> Result<Report, String> {
+    for name in expected_limits {
+        check_case_name(name, "the expected limits")?;
+    }
+    let selected: Vec<&'static str> = match only {
+        None => CASES.to_vec(),
+        Some(names) => {
+            for name in names {
+                check_case_name(name, "the cases to run")?;
+            }
+            CASES
+                .iter()
+                .copied()
+                .filter(|case| names.iter().any(|n| n == case))
+                .collect()
+        }
+    };
+    // concurrent-200 and idle-500 hold hundreds of sockets; against an
+    // in-process server, twice that.
+    raise_nofile_limit()?;
+    TcpStream::connect_timeout(&target.addr, Duration::from_secs(3))
+        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+
+    let mut report = Report::default();
+    for case in selected {
+        let start = Instant::now();
+        // A bug in a case must not take the harness down with it.
+        let result = catch_unwind(AssertUnwindSafe(|| cases::run(case, target)))
+            .unwrap_or_else(|panic| Err(format!("the case panicked: {}", panic_text(&panic))));
+        let elapsed = start.elapsed();
+        let expected = expected_limits.iter().any(|n| n == case);
+        let verdict = Verdict::from_result(result.is_ok(), expected);
+        let detail = match (verdict, result) {
+            (Verdict::UnexpectedPass, Ok(d)) if d.is_empty() => {
+                "passed, but the design declares it an expected limit".to_string()
+            }
+            (Verdict::UnexpectedPass, Ok(d)) => {
+                format!("passed, but the design declares it an expected limit; {d}")
+            }
+            (_, Ok(d) | Err(d)) => d,
+        };
+        let outcome = Outcome {
+            case,
+            verdict,
+            detail,
+            elapsed,
+        };
+        on_outcome(&outcome);
+        report.outcomes.push(outcome);
+    }
+    Ok(report)
+}
+
+fn check_case_name(name: &str, list: &str) -> Result<(), String> {
+    if CASES.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown case '{name}' in {list}; the cases are: {}",
+            CASES.join(", ")
+        ))
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+fn raise_nofile_limit() -> Result<(), String> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| format!("cannot read RLIMIT_NOFILE: {e}"))?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            .map_err(|e| format!("cannot raise RLIMIT_NOFILE to {hard}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs `<bin> --expected-limits` (a hidden flag of every model; prints one
+/// case per line, exit 0) and returns the lines.
+pub fn expected_limits(bin: &Path) -> Result<Vec<String>, String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--expected-limits");
+    let out = process::run_bounded(cmd, Duration::from_secs(10))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} --expected-limits exited with {}: {}",
+            bin.display(),
+            out.status,
+            out.stderr.lines().next().unwrap_or("(no message)")
+        ));
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Spawn, learn expected limits from the binary, run the whole suite, then
+/// terminate; panics with the full [`Report`] text unless `report.ok()`, and
+/// unless the server exits with status 0 after SIGTERM.
+pub fn assert_conforms(bin: &Path, args: &[&str]) {
+    let name = bin.display();
+    let limits = expected_limits(bin).unwrap_or_else(|e| panic!("{e}"));
+    let server = ServerProcess::spawn(bin, args).unwrap_or_else(|e| panic!("{e}"));
+    let report = run_suite(&server.target(), &limits, None, &mut |o| eprintln!("{o}"));
+    let status = server.terminate();
+    let report = report.unwrap_or_else(|e| panic!("{name}: the suite could not run: {e}"));
+    assert!(report.ok(), "{name} does not conform:\n{report}");
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("{name} passed the suite but exited with {s} after SIGTERM (expected 0)"),
+        Err(e) => panic!("{name} passed the suite but {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(case: &'static str, verdict: Verdict, detail: &str) -> Outcome {
+        Outcome {
+            case,
+            verdict,
+            detail: detail.to_string(),
+            elapsed: Duration::from_millis(1500),
+        }
+    }
+
+    #[test]
+    fn verdict_mapping() {
+        assert_eq!(Verdict::from_result(true, false), Verdict::Pass);
+        assert_eq!(Verdict::from_result(false, false), Verdict::Fail);
+        assert_eq!(Verdict::from_result(false, true), Verdict::ExpectedLimit);
+        assert_eq!(Verdict::from_result(true, true), Verdict::UnexpectedPass);
+        let ok: Vec<bool> = [
+            Verdict::Pass,
+            Verdict::Fail,
+            Verdict::ExpectedLimit,
+            Verdict::UnexpectedPass,
+        ]
+        .map(Verdict::is_ok)
+        .to_vec();
+        assert_eq!(ok, [true, false, true, false]);
+    }
+
+    #[test]
+    fn outcome_lines_are_aligned() {
+        let pass = outcome("small", Verdict::Pass, "").to_string();
+        let fail = outcome("concurrent-200", Verdict::Fail, "client 2: no echo").to_string();
+        assert_eq!(pass, format!("{:<15}  {:<15}  (1.50 s)", "pass", "small"));
+        assert_eq!(
+            fail,
+            format!(
+                "{:<15}  {:<15}  client 2: no echo (1.50 s)",
+                "FAIL", "concurrent-200"
+            )
+        );
+        let unexpected = outcome("idle-500", Verdict::UnexpectedPass, "x").to_string();
+        assert_eq!(unexpected.find("idle-500"), fail.find("concurrent-200"));
+    }
+
+    #[test]
+    fn report_closing_lines() {
+        let mut report = Report {
+            outcomes: vec![
+                outcome("small", Verdict::Pass, ""),
+                outcome(
+                    "concurrent-200",
+                    Verdict::ExpectedLimit,
+                    "client 1: no echo",
+                ),
+                outcome("idle-500", Verdict::ExpectedLimit, "client 1: no echo"),
+            ],
+        };
+        assert_eq!(
+            (report.passed(), report.failed(), report.ok()),
+            (3, 0, true)
+        );
+        let text = report.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[3],
+            "2 expected limits counted as passed: concurrent-200, idle-500"
+        );
+        assert_eq!(lines[4], "3 passed, 0 failed");
+
+        report
+            .outcomes
+            .push(outcome("half-close", Verdict::Fail, "no EOF"));
+        report
+            .outcomes
+            .push(outcome("all-bytes", Verdict::UnexpectedPass, ""));
+        assert_eq!(
+            (report.passed(), report.failed(), report.ok()),
+            (3, 2, false)
+        );
+        assert!(report.to_string().ends_with("\n3 passed, 2 failed"));
+        assert_eq!(Report::default().to_string(), "0 passed, 0 failed");
+    }
+
+    #[test]
+    fn unknown_case_names_are_setup_errors() {
+        // The names are checked before anything connects, so no server is needed.
+        let target = Target {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            pid: None,
+        };
+        let err = run_suite(&target, &["smal".into()], None, &mut |_| {}).unwrap_err();
+        assert!(
+            err.contains("unknown case 'smal' in the expected limits"),
+            "{err}"
+        );
+        let only = ["small".to_string(), "everything".to_string()];
+        let err = run_suite(&target, &[], Some(&only), &mut |_| {}).unwrap_err();
+        assert!(err.contains("unknown case 'everything'"), "{err}");
+    }
+}

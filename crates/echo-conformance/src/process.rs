@@ -1,0 +1,353 @@
+//! A server binary as a child process: spawned, awaited on its readiness
+//! line, signalled, and never leaked.
+//!
+//! Readiness is the `listening on <addr>` line on stdout, not a sleep: the
+//! child binds port 0 and tells us the real port. A thread keeps draining
+//! stdout after that line, because a child blocked on a full pipe would look
+//! like a hung server. Waiting for exit polls `waitpid(2)` (`try_wait`) with
+//! a deadline; std has no timed wait, and a `SIGCHLD` handler would be global
+//! state in a library.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::Target;
+
+/// How long a server may take to print its readiness line.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server may take to exit after SIGTERM.
+const TERM_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A server child process that has printed its readiness line.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Spawns `bin args... --addr 127.0.0.1:0`.
+    pub fn spawn(bin: &Path, args: &[&str]) -> Result<ServerProcess, String> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args).args(["--addr", "127.0.0.1:0"]);
+        ServerProcess::spawn_command(cmd)
+    }
+
+    /// Spawns a caller-built command (the caller sets `--addr` and the rest;
+    /// this sets stdout piped, stdin null, stderr inherited) and waits up to
+    /// 10 s for the line `listening on <addr>` on stdout. If the child exits
+    /// first: `Err` with its exit status. An unspecified announced address
+    /// (`0.0.0.0`) is replaced by loopback, so that it can be connected to.
+    pub fn spawn_command(mut cmd: Command) -> Result<ServerProcess, String> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let program = describe(&cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let stdout = child.stdout.take().expect("stdout was set to piped");
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("server-stdout".into())
+            .spawn(move || drain(stdout, tx))
+            .map_err(|e| format!("cannot start a thread to read {program}'s stdout: {e}"))?;
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let why = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(addr)) => return Ok(ServerProcess { child, addr }),
+                Ok(Err(Unready::BadLine(why))) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("{program} {why}"));
+                }
+                Ok(Err(Unready::Closed)) => {
+                    break "closed its stdout before printing \"listening on <addr>\"".to_string();
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break "stopped being readable".to_string();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "{program} exited with {status} before printing \"listening on <addr>\""
+                ));
+            }
+            if Instant::now() >= deadline {
+                break format!(
+                    "printed no \"listening on <addr>\" line within {} s",
+                    READY_TIMEOUT.as_secs()
+                );
+            }
+        };
+        // Closing stdout usually means the child is exiting: report its
+        // status, which says more than the closed pipe.
+        if let Some(status) = wait_child(&mut child, Duration::from_secs(2)) {
+            return Err(format!(
+                "{program} exited with {status} before printing \"listening on <addr>\""
+            ));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("{program} {why}; killed it"))
+    }
+
+    /// The address the server announced.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The suite's view of this server, with its pid.
+    pub fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            pid: Some(self.pid()),
+        }
+    }
+
+    /// Polls for exit up to `d`; `Some(status)` if it has exited.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, d)
+    }
+
+    /// Sends SIGTERM without waiting (a no-op once the child was reaped, so
+    /// that a recycled pid is never signalled).
+    pub fn sigterm(&mut self) -> Result<(), String> {
+        self.signal(Signal::SIGTERM)
+    }
+
+    fn signal(&mut self, signal: Signal) -> Result<(), String> {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Ok(());
+        }
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, signal).map_err(|e| format!("cannot send {signal} to {pid}: {e}"))
+    }
+
+    /// SIGTERM, then waits up to 8 s; on timeout SIGKILL and
+    /// `Err("did not exit within 8 s of SIGTERM")`.
+    pub fn terminate(mut self) -> Result<ExitStatus, String> {
+        self.sigterm()?;
+        if let Some(status) = self.wait_timeout(TERM_TIMEOUT) {
+            return Ok(status);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err(format!(
+            "did not exit within {} s of SIGTERM",
+            TERM_TIMEOUT.as_secs()
+        ))
+    }
+}
+
+impl Drop for ServerProcess {
+    /// A failing test must not leave a server behind holding a port.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Why no address came from the readiness line.
+enum Unready {
+    /// Stdout reached EOF first; the exit status will say more.
+    Closed,
+    /// The line was there but unusable.
+    BadLine(String),
+}
+
+/// Reads stdout line by line: sends the announced address (or why there is
+/// none), then keeps reading until EOF so the child never blocks on a full
+/// pipe. Not joined: children forked by the server may hold the pipe open
+/// long after the server itself is gone.
+fn drain(stdout: ChildStdout, tx: mpsc::Sender<Result<SocketAddr, Unready>>) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    let mut announced = false;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => {
+                if !announced {
+                    let _ = tx.send(Err(Unready::Closed));
+                }
+                return;
+            }
+            Ok(_) if announced => {}
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                if let Some(rest) = text.trim_end().strip_prefix("listening on ") {
+                    announced = true;
+                    let parsed = rest.parse::<SocketAddr>().map(connectable).map_err(|e| {
+                        Unready::BadLine(format!("announced a bad address {rest:?}: {e}"))
+                    });
+                    let _ = tx.send(parsed);
+                }
+            }
+        }
+    }
+}
+
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+fn wait_child(child: &mut Child, d: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + d;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::sleep((deadline - now).min(Duration::from_millis(10)));
+    }
+}
+
+/// `program arg arg…`, for messages.
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a short-lived command printed, and how it ended.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs a command to completion with stdin null and both outputs captured;
+/// kills it and returns `Err` if it is still running after `limit`.
+pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Finished, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = describe(&cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    // Read both pipes in threads: a child that fills one while we wait on
+    // the other would otherwise never finish.
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let Some(status) = wait_child(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "{program} was still running after {} s; killed it",
+            limit.as_secs()
+        ));
+    };
+    // The pipes reach EOF once the child is gone, unless it left a process
+    // behind holding them: take what arrived within a second.
+    let text =
+        |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+    Ok(Finished {
+        status,
+        stdout: text(stdout),
+        stderr: text(stderr),
+    })
+}
+
+fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+        });
+    }
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    //! These use `sh` as a stand-in server: the model crates exercise the
+    //! real binaries.
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn readiness_line_is_parsed_and_terminate_signals() {
+        let server =
+            ServerProcess::spawn_command(sh("echo 'listening on 0.0.0.0:4567'; exec sleep 30"))
+                .expect("the line was printed");
+        assert_eq!(server.addr(), "127.0.0.1:4567".parse().unwrap());
+        assert_eq!(server.target().pid, Some(server.pid()));
+        let status = server.terminate().expect("sleep dies of SIGTERM");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(Signal::SIGTERM as i32));
+    }
+
+    #[test]
+    fn early_exit_is_reported_with_its_status() {
+        let err = ServerProcess::spawn_command(sh("exit 2")).unwrap_err();
+        assert!(err.contains("exit status: 2"), "{err}");
+        let err =
+            ServerProcess::spawn_command(sh("echo 'listening on nowhere'; exit 0")).unwrap_err();
+        assert!(err.contains("bad address \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn wait_timeout_and_drop_never_leak() {
+        let mut server =
+            ServerProcess::spawn_command(sh("echo 'listening on 127.0.0.1:1'; exec sleep 30"))
+                .unwrap();
+        assert_eq!(server.wait_timeout(Duration::from_millis(50)), None);
+        let pid = server.pid();
+        drop(server);
+        // Reaped by drop: the pid no longer names a process of ours.
+        let gone = kill(Pid::from_raw(pid as i32), None).is_err()
+            || !Path::new(&format!("/proc/{pid}")).exists();
+        assert!(gone, "pid {pid} still exists after drop");
+    }
+
+    #[test]
+    fn bounded_run_captures_and_kills() {
+        let out =
+            run_bounded(sh("echo out; echo err >&2; exit 3"), Duration::from_secs(5)).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("out\n", "err\n")
+        );
+        let err = run_bounded(sh("exec sleep 30"), Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("still running"), "{err}");
+    }
+}
