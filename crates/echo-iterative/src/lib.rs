@@ -1,1 +1,139 @@
-//! Placeholder: the iterative model is being written.
+//! The iterative echo server: accept one client, echo until it is done, then
+//! accept the next. The baseline every other model is measured against.
+//!
+//! Run with `cargo run -p echo-iterative -- --addr 127.0.0.1:7000`, then
+//! `nc 127.0.0.1 7000` in two terminals: the second one gets no echo until
+//! the first one quits.
+//!
+//! # Syscalls
+//!
+//! `accept(2)`, then `read(2)` and `write(2)` on a blocking socket until
+//! `read` returns 0, then `shutdown(2)` of the write side and `close(2)`.
+//! Nothing else: no threads, no readiness API, no non-blocking mode.
+//!
+//! # Trade-offs
+//!
+//! Good at: being obviously correct. There is no shared state, no
+//! scheduling, one buffer reused for every client, and memory use is
+//! constant. With one short-lived client at a time it is as fast as anything.
+//!
+//! Where it breaks: head-of-line blocking. While one client is served,
+//! every other one waits in the listen backlog. A client that stays
+//! connected without sending, or sends without reading its echo (so our
+//! `write` blocks once its receive window is full), stops the whole server.
+//! Hence the conformance cases declared in [`MODEL`] as expected limits.
+//! `--max-conns` is accepted for the common contract but is never reached:
+//! one connection at a time is always under it.
+//!
+//! # What the benchmark shows
+//!
+//! With one connection, throughput and latency match the best models. With
+//! `C` concurrent clients, throughput stays that of one client while latency
+//! grows with `C`: a client's first echo waits for every client ahead of it
+//! to disconnect. CPU stays below one core, however many clients wait.
+
+#![warn(missing_docs)]
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+
+use echo_protocol::{Config, Model, NoFlags};
+
+/// This model, as the contract sees it. Every expected limit is a case that
+/// needs two clients to make progress at the same time.
+pub const MODEL: Model = Model {
+    name: "echo-iterative",
+    expected_limits: &[
+        "concurrent-200",
+        "reset-isolation",
+        "slow-reader",
+        "idle-500",
+    ],
+};
+
+/// Size of the one buffer every client is served through. Larger reads mean
+/// fewer syscalls per byte; 16 KiB is past the point where that still helps
+/// much on loopback.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+/// Serves clients one after another until shutdown is requested.
+///
+/// Returns `Ok(())` after a shutdown request, and `Err` only when `accept`
+/// fails in a way that retrying cannot fix.
+pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    // ANCHOR: accept-loop
+    loop {
+        let (mut stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if is_transient(&e) => {
+                config.log(format_args!("accept: {e} (retrying)"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // The shutdown thread connects to us once after setting the flag, so
+        // a blocked `accept` always returns and we get to look at it here.
+        if config.shutdown.requested() {
+            drop(stream);
+            config.log(format_args!("shutdown requested: no longer accepting"));
+            return Ok(());
+        }
+        config.log(format_args!("{peer}: connected"));
+        // Everyone else waits in the listen backlog until this returns.
+        match echo(&mut stream, &mut buf) {
+            Ok(bytes) => config.log(format_args!("{peer}: closed after {bytes} bytes")),
+            // A reset or broken pipe ends this client only; the loop goes on.
+            Err(e) => config.log(format_args!("{peer}: {e}")),
+        }
+    }
+    // ANCHOR_END: accept-loop
+}
+
+// ANCHOR: echo
+/// Echoes `stream` until the client half-closes, then half-closes our side
+/// so the client reads EOF after the last echoed byte. Returns the number of
+/// bytes echoed.
+fn echo(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match stream.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // `write_all` loops over partial writes. It blocks while the client
+        // is not reading: back-pressure for free, but also the reason one
+        // slow reader stalls every other client of this model.
+        stream.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    Ok(total)
+}
+// ANCHOR_END: echo
+
+/// Errors after which the next `accept` may well succeed. Linux reports
+/// network errors already pending on the new connection from `accept` itself
+/// (see accept(2), "Error handling"), and a connection reset while still in
+/// the backlog shows up as `ECONNABORTED`: none of them concern the
+/// listener. Running out of descriptors or memory cannot happen to a server
+/// holding one connection, so it is not special-cased here.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
