@@ -1,1 +1,325 @@
-fn main() {}
+//! `echo-bench`: check, load, run and compare the echo-server models.
+//!
+//! Run with:
+//!   echo-bench check epoll
+//!   echo-bench load --addr 127.0.0.1:7000 --conns 50 --size 64 --messages 20000
+//!   echo-bench run thread-per-client --conns 100 -- --max-conns 200
+//!   echo-bench all --models iterative,epoll
+//!
+//! Exit status: 0 when everything was verified, 1 for a failed check, an
+//! unverified byte or a runtime error, 2 for bad arguments (one line).
+
+mod all;
+mod check;
+mod load;
+mod proc;
+mod report;
+mod run;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::builder::PossibleValuesParser;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use load::{LoadSpec, Stop};
+use report::Rep;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "echo-bench",
+    version,
+    about = "Check, load and compare echo servers."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the conformance suite against a model or a running server
+    Check(CheckArgs),
+    /// One fixed, verified workload against a running server, then exit
+    Load(LoadArgs),
+    /// Benchmark one model: spawned, pinned and sampled, several times
+    Run(RunArgs),
+    /// Benchmark every built model through the scenarios into a results folder
+    All(AllArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Model to spawn on a free port
+    #[arg(value_parser = PossibleValuesParser::new(run::MODELS),
+          required_unless_present = "addr", conflicts_with = "addr")]
+    model: Option<String>,
+    /// Check a server already listening here instead
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<SocketAddr>,
+    /// Its process id, for the memory check of slow-reader
+    #[arg(long, conflicts_with = "model")]
+    pid: Option<u32>,
+    /// A case the server cannot meet by design (repeatable)
+    #[arg(long = "expect-limit", value_name = "NAME", conflicts_with = "model")]
+    expect_limit: Vec<String>,
+    /// Run only this case (repeatable)
+    #[arg(long = "case", value_name = "NAME")]
+    cases: Vec<String>,
+    /// Flags passed to the model binary
+    #[arg(last = true, requires = "model")]
+    model_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("amount").required(true).args(["messages", "duration"])))]
+struct LoadArgs {
+    /// The echo server
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    shape: Shape,
+    /// Messages in total, spread evenly over the connections
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
+    /// Send for this many seconds instead
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    duration: Option<f64>,
+    /// Write hyperfine-schema JSON here
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// The knobs `load` and `run` share.
+#[derive(Debug, Args)]
+struct Shape {
+    /// Connections, all open before the clock starts
+    #[arg(long, value_name = "C", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    conns: u32,
+    /// Bytes per message
+    #[arg(long, value_name = "S", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    size: u32,
+    /// Open loop: this many messages per second in total
+    #[arg(long, value_name = "R", value_parser = positive_f64)]
+    rate: Option<f64>,
+    /// Load threads; connections are partitioned over them
+    #[arg(long, value_name = "T", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Model to benchmark
+    #[arg(value_parser = PossibleValuesParser::new(run::MODELS))]
+    model: String,
+    #[command(flatten)]
+    shape: Shape,
+    /// Messages in total per repetition [default: 20000]
+    #[arg(long, value_name = "M", conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
+    /// Send for this many seconds per repetition instead
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    duration: Option<f64>,
+    /// Repetitions, each with a fresh server
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// Write hyperfine-schema JSON here
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Flags passed to the model binary
+    #[arg(last = true)]
+    model_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct AllArgs {
+    /// Models to run, comma-separated [default: all that are built]
+    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(run::MODELS))]
+    models: Vec<String>,
+    /// Repetitions per scenario and model
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// Messages per repetition
+    #[arg(long, value_name = "M", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    messages: u64,
+    /// Results go to a timestamped folder inside this one
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    out: PathBuf,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive number, got '{s}'")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.cmd {
+        Cmd::Check(a) => cmd_check(a),
+        Cmd::Load(a) => cmd_load(a),
+        Cmd::Run(a) => cmd_run(a),
+        Cmd::All(a) => all::all(&all::AllOptions {
+            models: a.models,
+            repeat: a.repeat as usize,
+            messages: a.messages,
+            out: a.out,
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(echo_protocol::EXIT_FAILURE),
+        Err(e) => {
+            eprintln!("echo-bench: {e}");
+            ExitCode::from(echo_protocol::EXIT_FAILURE)
+        }
+    }
+}
+
+/// Help and version go out whole; a mistake gets one line and status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("echo-bench: a subcommand is needed: check, load, run or all (see --help)");
+            ExitCode::from(echo_protocol::EXIT_USAGE)
+        }
+        _ => {
+            // clap's message may continue on indented lines (the missing
+            // arguments); keep them, drop the usage block that follows.
+            let text = e.render().to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("echo-bench: {msg} (see --help)");
+            ExitCode::from(echo_protocol::EXIT_USAGE)
+        }
+    }
+}
+
+fn cmd_check(a: CheckArgs) -> Result<bool, String> {
+    let only = (!a.cases.is_empty()).then_some(a.cases.as_slice());
+    match (a.model, a.addr) {
+        (Some(model), _) => check::model(&model, only, &a.model_args),
+        (None, Some(addr)) => check::external(addr, a.pid, &a.expect_limit, only),
+        (None, None) => Err("give a model or --addr".into()),
+    }
+}
+
+fn stop_of(messages: Option<u64>, duration: Option<f64>, default_messages: u64) -> Stop {
+    match (messages, duration) {
+        (_, Some(secs)) => Stop::Duration(Duration::from_secs_f64(secs)),
+        (Some(m), None) => Stop::Messages(m),
+        (None, None) => Stop::Messages(default_messages),
+    }
+}
+
+fn spec_of(addr: SocketAddr, shape: &Shape, stop: Stop) -> LoadSpec {
+    LoadSpec {
+        addr,
+        conns: shape.conns as usize,
+        size: shape.size as usize,
+        stop,
+        rate: shape.rate,
+        threads: shape.threads as usize,
+    }
+}
+
+fn parameters(spec: &LoadSpec) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    p.insert("conns".to_string(), spec.conns.to_string());
+    p.insert("size".to_string(), spec.size.to_string());
+    p.insert("threads".to_string(), spec.threads.to_string());
+    match spec.stop {
+        Stop::Messages(m) => p.insert("messages".to_string(), m.to_string()),
+        Stop::Duration(d) => p.insert("duration".to_string(), d.as_secs_f64().to_string()),
+    };
+    match spec.rate {
+        Some(r) => {
+            p.insert("loop".to_string(), "open".to_string());
+            p.insert("rate".to_string(), r.to_string());
+        }
+        None => {
+            p.insert("loop".to_string(), "closed".to_string());
+        }
+    }
+    p
+}
+
+fn cmd_load(a: LoadArgs) -> Result<bool, String> {
+    let spec = spec_of(a.addr, &a.shape, stop_of(a.messages, a.duration, 0));
+    println!("load: {}", spec.describe());
+    let result = load::run(&spec)?;
+    print!("{}", result.render());
+    let ok = result.ok();
+    if let Some(path) = a.json {
+        let mut params = parameters(&spec);
+        params.insert("addr".to_string(), spec.addr.to_string());
+        let rep = Rep {
+            load: result,
+            server: None,
+        };
+        let json = report::json_result(&report::command_line(), params, &[rep])
+            .ok_or("no result to write")?;
+        report::write_json(&path, vec![json])?;
+    }
+    Ok(ok)
+}
+
+fn cmd_run(a: RunArgs) -> Result<bool, String> {
+    let bin = run::existing_binary(&a.model)?;
+    let spec = spec_of(
+        ([127, 0, 0, 1], 0).into(),
+        &a.shape,
+        stop_of(a.messages, a.duration, 20_000),
+    );
+    let pinning = run::pin_self();
+    println!("echo-{}: {}", a.model, pinning.describe());
+    println!("{}", run::SAMPLING_NOTE);
+    let mut reps = Vec::new();
+    let mut ok = true;
+    for r in 1..=a.repeat {
+        println!(
+            "rep {r}/{}: {}",
+            a.repeat,
+            spec.describe().replace("127.0.0.1:0", "a fresh server")
+        );
+        let rep = run::one_rep(&bin, &a.model_args, &spec, &pinning)?;
+        print!("{}", run::render_rep(&rep));
+        ok &= rep.load.ok();
+        reps.push(rep);
+    }
+    println!("{}", run::render_summary(&reps));
+    if let Some(path) = a.json {
+        let mut params = parameters(&spec);
+        params.insert("model".to_string(), a.model.clone());
+        let json = report::json_result(&report::command_line(), params, &reps)
+            .ok_or("no result to write")?;
+        report::write_json(&path, vec![json])?;
+    }
+    Ok(ok)
+}

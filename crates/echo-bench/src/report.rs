@@ -1,0 +1,399 @@
+//! Results as files: hyperfine's `--export-json` schema with our extra
+//! fields, and the Markdown tables of `all`.
+//!
+//! hyperfine's schema times a *command*; here one repetition is one
+//! workload, so `times` are the measured windows in wall seconds and
+//! `user`/`system` are the server's CPU seconds (the client's own for
+//! `load`, which knows no server). Tools that read hyperfine's files then
+//! work unchanged, and nothing of ours hides in a field they interpret.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::load::LoadResult;
+use crate::proc::ServerStats;
+use crate::stats::{self, Percentiles, summarize};
+
+/// One repetition: the load's figures and, under `run`, the server's.
+#[derive(Debug, Clone)]
+pub struct Rep {
+    /// The workload's result.
+    pub load: LoadResult,
+    /// The sampled server tree over the same window (`None` for `load`).
+    pub server: Option<ServerStats>,
+}
+
+impl Rep {
+    /// 0 when every byte was verified and nothing failed, else 1.
+    pub fn exit_code(&self) -> i32 {
+        if self.load.ok() { 0 } else { 1 }
+    }
+
+    /// Server CPU (user + system) per verified echo, in microseconds.
+    pub fn cpu_us_per_echo(&self) -> Option<f64> {
+        let s = self.server?;
+        Some((s.cpu_user_s + s.cpu_sys_s) * 1e6 / self.load.messages.max(1) as f64)
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Serialize)]
+pub struct Export {
+    /// One entry per command (model × scenario).
+    pub results: Vec<JsonResult>,
+}
+
+/// One hyperfine result plus our fields.
+#[derive(Debug, Serialize)]
+pub struct JsonResult {
+    /// The command line that produced it.
+    pub command: String,
+    /// Mean wall seconds per repetition.
+    pub mean: f64,
+    /// Sample standard deviation; `null` for one repetition.
+    pub stddev: Option<f64>,
+    /// Median wall seconds.
+    pub median: f64,
+    /// Mean server user CPU seconds (client's for `load`).
+    pub user: f64,
+    /// Mean server system CPU seconds (client's for `load`).
+    pub system: f64,
+    /// Shortest repetition.
+    pub min: f64,
+    /// Longest repetition.
+    pub max: f64,
+    /// Wall seconds per repetition.
+    pub times: Vec<f64>,
+    /// 0 for a fully verified repetition, 1 otherwise.
+    pub exit_codes: Vec<i32>,
+    /// What was run.
+    pub parameters: BTreeMap<String, String>,
+    /// Mean verified echoes per second.
+    pub throughput_msgs_per_s: f64,
+    /// Percentiles of all repetitions' latencies together.
+    pub latency_us: Percentiles,
+    /// The server tree's figures (`null` for `load`).
+    pub server: Option<ServerJson>,
+    /// The load generator's own cost.
+    pub client: ClientJson,
+}
+
+/// Server figures: means over repetitions, maxima for the peaks.
+#[derive(Debug, Serialize)]
+pub struct ServerJson {
+    /// Mean user CPU seconds.
+    pub cpu_user_s: f64,
+    /// Mean system CPU seconds.
+    pub cpu_sys_s: f64,
+    /// Mean CPU microseconds per echo.
+    pub cpu_us_per_echo: f64,
+    /// Mean voluntary context switches.
+    pub ctx_voluntary: f64,
+    /// Mean involuntary context switches.
+    pub ctx_involuntary: f64,
+    /// Largest resident set seen.
+    pub peak_rss_bytes: u64,
+    /// Most threads seen.
+    pub threads: u64,
+    /// Most processes seen.
+    pub processes: u64,
+}
+
+/// Client figures.
+#[derive(Debug, Serialize)]
+pub struct ClientJson {
+    /// Mean client CPU seconds (user + system).
+    pub cpu_s: f64,
+    /// True if any repetition was client-bound.
+    pub saturated: bool,
+}
+
+/// Builds one result from its repetitions; `None` for none.
+pub fn json_result(
+    command: &str,
+    parameters: BTreeMap<String, String>,
+    reps: &[Rep],
+) -> Option<JsonResult> {
+    let times: Vec<f64> = reps.iter().map(|r| r.load.elapsed.as_secs_f64()).collect();
+    let t = summarize(&times)?;
+    let mut latency = stats::new_histogram();
+    for r in reps {
+        let _ = latency.add(&r.load.latency);
+    }
+    let servers: Vec<ServerStats> = reps.iter().filter_map(|r| r.server).collect();
+    let over =
+        |f: &dyn Fn(&ServerStats) -> f64| stats::mean(&servers.iter().map(f).collect::<Vec<_>>());
+    let server = (!servers.is_empty()).then(|| ServerJson {
+        cpu_user_s: over(&|s| s.cpu_user_s),
+        cpu_sys_s: over(&|s| s.cpu_sys_s),
+        cpu_us_per_echo: stats::mean(
+            &reps
+                .iter()
+                .filter_map(Rep::cpu_us_per_echo)
+                .collect::<Vec<_>>(),
+        ),
+        ctx_voluntary: over(&|s| s.ctx_voluntary as f64),
+        ctx_involuntary: over(&|s| s.ctx_involuntary as f64),
+        peak_rss_bytes: servers.iter().map(|s| s.peak_rss_bytes).max().unwrap_or(0),
+        threads: servers.iter().map(|s| s.threads).max().unwrap_or(0),
+        processes: servers.iter().map(|s| s.processes).max().unwrap_or(0),
+    });
+    let (user, system) = match &server {
+        Some(s) => (s.cpu_user_s, s.cpu_sys_s),
+        None => (
+            stats::mean(
+                &reps
+                    .iter()
+                    .map(|r| r.load.client_user.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            ),
+            stats::mean(
+                &reps
+                    .iter()
+                    .map(|r| r.load.client_sys.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+    };
+    Some(JsonResult {
+        command: command.to_string(),
+        mean: t.mean,
+        stddev: t.stddev,
+        median: t.median,
+        user,
+        system,
+        min: t.min,
+        max: t.max,
+        times,
+        exit_codes: reps.iter().map(Rep::exit_code).collect(),
+        parameters,
+        throughput_msgs_per_s: stats::mean(
+            &reps.iter().map(|r| r.load.msgs_per_s()).collect::<Vec<_>>(),
+        ),
+        latency_us: Percentiles::of(&latency),
+        server,
+        client: ClientJson {
+            cpu_s: stats::mean(
+                &reps
+                    .iter()
+                    .map(|r| r.load.client_cpu_s())
+                    .collect::<Vec<_>>(),
+            ),
+            saturated: reps.iter().any(|r| r.load.saturated()),
+        },
+    })
+}
+
+/// Writes `results` to `path` as pretty JSON.
+pub fn write_json(path: &Path, results: Vec<JsonResult>) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(&Export { results })
+        .map_err(|e| format!("cannot encode the results: {e}"))?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The shell-quoted command line of this process, for the record.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One row of a scenario table: a model and its repetitions.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Model id.
+    pub model: String,
+    /// Its repetitions (possibly fewer than asked if one failed to start).
+    pub reps: Vec<Rep>,
+    /// Why it has no figures, if so.
+    pub failure: Option<String>,
+}
+
+/// A Markdown table for one scenario, models as rows, with throughput
+/// relative to the fastest row.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| model | msgs/s (mean ± sd) | relative | p50 µs | p99 µs | max µs | server CPU µs/echo \
+         | ctx vol / invol | peak RSS MiB | threads | procs | client-bound |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let tput = |r: &Row| {
+        summarize(
+            &r.reps
+                .iter()
+                .map(|x| x.load.msgs_per_s())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let best = rows
+        .iter()
+        .filter_map(|r| tput(r).map(|s| s.mean))
+        .fold(0.0f64, f64::max);
+    for row in rows {
+        let Some(t) = tput(row) else {
+            let why = row.failure.as_deref().unwrap_or("no result");
+            let _ = writeln!(
+                out,
+                "| {} | failed: {} |||||||||||",
+                row.model,
+                why.replace('|', "/")
+            );
+            continue;
+        };
+        let mut latency = stats::new_histogram();
+        for r in &row.reps {
+            let _ = latency.add(&r.load.latency);
+        }
+        let p = Percentiles::of(&latency);
+        let servers: Vec<ServerStats> = row.reps.iter().filter_map(|r| r.server).collect();
+        let m = |f: &dyn Fn(&ServerStats) -> f64| {
+            stats::mean(&servers.iter().map(f).collect::<Vec<_>>())
+        };
+        let cpu = stats::mean(
+            &row.reps
+                .iter()
+                .filter_map(Rep::cpu_us_per_echo)
+                .collect::<Vec<_>>(),
+        );
+        let rss =
+            servers.iter().map(|s| s.peak_rss_bytes).max().unwrap_or(0) as f64 / (1 << 20) as f64;
+        let threads = servers.iter().map(|s| s.threads).max().unwrap_or(0);
+        let procs = servers.iter().map(|s| s.processes).max().unwrap_or(0);
+        let bound = row.reps.iter().any(|r| r.load.saturated());
+        let failed = row.reps.iter().filter(|r| !r.load.ok()).count();
+        let model = if failed > 0 {
+            format!("{} ({failed} rep(s) with errors)", row.model)
+        } else {
+            row.model.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
+            t.mean,
+            t.stddev.unwrap_or(0.0),
+            if best > 0.0 { t.mean / best } else { 0.0 },
+            p.p50,
+            p.p99,
+            p.max,
+            cpu,
+            m(&|s| s.ctx_voluntary as f64),
+            m(&|s| s.ctx_involuntary as f64),
+            rss,
+            if bound { "**yes**" } else { "no" },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Errors, LoadSpec, Stop};
+    use std::time::Duration;
+
+    fn rep(elapsed_ms: u64, messages: u64, cpu_s: f64) -> Rep {
+        let mut latency = stats::new_histogram();
+        latency.record(100).unwrap();
+        Rep {
+            load: LoadResult {
+                spec: LoadSpec {
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    conns: 1,
+                    size: 64,
+                    stop: Stop::Messages(messages),
+                    rate: None,
+                    threads: 1,
+                },
+                messages,
+                expected_messages: Some(messages),
+                bytes_sent: messages * 64,
+                bytes_received: messages * 64,
+                elapsed: Duration::from_millis(elapsed_ms),
+                latency,
+                errors: Errors::default(),
+                client_user: Duration::from_millis(10),
+                client_sys: Duration::from_millis(20),
+            },
+            server: Some(ServerStats {
+                cpu_user_s: cpu_s,
+                cpu_sys_s: cpu_s,
+                ctx_voluntary: 10,
+                ctx_involuntary: 2,
+                peak_rss_bytes: 1 << 20,
+                threads: 3,
+                processes: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn json_has_hyperfine_fields_and_ours() {
+        let reps = [rep(1000, 1000, 0.5), rep(2000, 1000, 0.5)];
+        let r = json_result("x", BTreeMap::new(), &reps).unwrap();
+        assert_eq!(r.times, vec![1.0, 2.0]);
+        assert_eq!(r.mean, 1.5);
+        assert_eq!(r.exit_codes, vec![0, 0]);
+        assert_eq!((r.user, r.system), (0.5, 0.5));
+        assert_eq!(r.throughput_msgs_per_s, 750.0);
+        let s = r.server.as_ref().unwrap();
+        // 1 s of CPU for 1000 echoes
+        assert!((s.cpu_us_per_echo - 1000.0).abs() < 1e-9);
+        let v = serde_json::to_value(&r).unwrap();
+        for key in [
+            "command",
+            "mean",
+            "stddev",
+            "median",
+            "user",
+            "system",
+            "min",
+            "max",
+            "times",
+            "exit_codes",
+            "parameters",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        let one = json_result("x", BTreeMap::new(), &reps[..1]).unwrap();
+        assert!(serde_json::to_value(&one).unwrap()["stddev"].is_null());
+    }
+
+    #[test]
+    fn table_ranks_against_the_fastest() {
+        let rows = [
+            Row {
+                model: "fast".into(),
+                reps: vec![rep(1000, 2000, 0.1)],
+                failure: None,
+            },
+            Row {
+                model: "slow".into(),
+                reps: vec![rep(1000, 1000, 0.1)],
+                failure: None,
+            },
+            Row {
+                model: "broken".into(),
+                reps: vec![],
+                failure: Some("did not start".into()),
+            },
+        ];
+        let t = markdown_table(&rows);
+        assert!(t.contains("| fast | 2000 ± 0 | 1.00 |"), "{t}");
+        assert!(t.contains("| slow | 1000 ± 0 | 0.50 |"), "{t}");
+        assert!(t.contains("| broken | failed: did not start |"), "{t}");
+    }
+}
