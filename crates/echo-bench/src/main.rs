@@ -2,7 +2,7 @@
 //!
 //! Run with:
 //!   echo-bench check epoll
-//!   echo-bench load --addr 127.0.0.1:7000 --conns 50 --size 64 --messages 20000
+//!   echo-bench load --addr 127.0.0.1:7000 --conns 50 --size 64 --messages 50000
 //!   echo-bench run thread-per-client --conns 100 -- --max-conns 200
 //!   echo-bench all --models iterative,epoll
 //!
@@ -150,7 +150,7 @@ struct AllArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
     /// Messages per repetition
-    #[arg(long, value_name = "M", default_value_t = 20_000,
+    #[arg(long, value_name = "M", default_value_t = 50_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     messages: u64,
     /// Results go to a timestamped folder inside this one
@@ -295,7 +295,7 @@ fn cmd_run(a: RunArgs) -> Result<bool, String> {
     let spec = spec_of(
         ([127, 0, 0, 1], 0).into(),
         &a.shape,
-        stop_of(a.messages, a.duration, 20_000),
+        stop_of(a.messages, a.duration, 50_000),
     );
     let pinning = run::pin_self();
     println!("echo-{}: {}", a.model, pinning.describe());

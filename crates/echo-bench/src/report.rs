@@ -35,7 +35,7 @@ impl Rep {
     /// Server CPU (user + system) per verified echo, in microseconds.
     pub fn cpu_us_per_echo(&self) -> Option<f64> {
         let s = self.server?;
-        Some((s.cpu_user_s + s.cpu_sys_s) * 1e6 / self.load.messages.max(1) as f64)
+        Some(s.cpu_total_s * 1e6 / self.load.messages.max(1) as f64)
     }
 }
 
@@ -88,7 +88,9 @@ pub struct ServerJson {
     pub cpu_user_s: f64,
     /// Mean system CPU seconds.
     pub cpu_sys_s: f64,
-    /// Mean CPU microseconds per echo.
+    /// Mean total CPU seconds at nanosecond resolution (`schedstat`).
+    pub cpu_total_s: f64,
+    /// Mean CPU microseconds per echo, from `cpu_total_s`.
     pub cpu_us_per_echo: f64,
     /// Mean voluntary context switches.
     pub ctx_voluntary: f64,
@@ -129,6 +131,7 @@ pub fn json_result(
     let server = (!servers.is_empty()).then(|| ServerJson {
         cpu_user_s: over(&|s| s.cpu_user_s),
         cpu_sys_s: over(&|s| s.cpu_sys_s),
+        cpu_total_s: over(&|s| s.cpu_total_s),
         cpu_us_per_echo: stats::mean(
             &reps
                 .iter()
@@ -331,6 +334,7 @@ mod tests {
             server: Some(ServerStats {
                 cpu_user_s: cpu_s,
                 cpu_sys_s: cpu_s,
+                cpu_total_s: 2.0 * cpu_s,
                 ctx_voluntary: 10,
                 ctx_involuntary: 2,
                 peak_rss_bytes: 1 << 20,

@@ -178,9 +178,10 @@ pub fn render_rep(rep: &Rep) -> String {
     }
     if let Some(sv) = rep.server {
         s.push_str(&format!(
-            "  server: cpu {:.3} s user + {:.3} s sys = {:.2} µs per echo; \
+            "  server: cpu {:.4} s ({:.2} s user + {:.2} s sys in clock ticks) = {:.2} µs per echo; \
              ctx switches {} voluntary / {} involuntary\n\
              \x20 server: peak RSS {:.1} MiB, {} thread(s), {} process(es)\n",
+            sv.cpu_total_s,
             sv.cpu_user_s,
             sv.cpu_sys_s,
             rep.cpu_us_per_echo().unwrap_or(0.0),
