@@ -9,7 +9,7 @@
 //! state in a library.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -110,6 +110,23 @@ impl ServerProcess {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A client connected to this server, with 5 s read and write timeouts
+    /// and `TCP_NODELAY`, for tests of a model's own behaviour. Panics if
+    /// the connection fails: in a test that is the failure to report.
+    pub fn client(&self) -> TcpStream {
+        let timeout = Duration::from_secs(5);
+        let stream = TcpStream::connect_timeout(&connectable(self.addr), timeout)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.addr));
+        stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(timeout))
+            .expect("write timeout");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        stream
     }
 
     /// The suite's view of this server, with its pid.

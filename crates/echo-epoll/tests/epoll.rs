@@ -13,22 +13,13 @@ use std::time::Duration;
 use echo_conformance::ServerProcess;
 use echo_epoll::{OUTPUT_CAP, READ_CHUNK};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-epoll"))
 }
 
-fn connect(server: &ServerProcess) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&server.addr(), TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
 /// Sends `msg`, half-closes, and returns everything read until EOF.
 fn echo_once(server: &ServerProcess, msg: &[u8]) -> Vec<u8> {
-    let mut stream = connect(server);
+    let mut stream = server.client();
     stream.write_all(msg).unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
     let mut echoed = Vec::new();
@@ -78,7 +69,7 @@ fn pattern(i: usize) -> u8 {
 #[test]
 fn stops_reading_a_client_that_does_not_read() {
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
-    let mut hog = connect(&server);
+    let mut hog = server.client();
     // A write that makes no progress for this long means the server has
     // stopped reading from us.
     hog.set_write_timeout(Some(Duration::from_millis(500)))
@@ -170,7 +161,7 @@ fn survives_running_out_of_descriptors() {
     }
     let server = ServerProcess::spawn_command(cmd).expect("spawn");
 
-    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(&server)).collect();
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.client()).collect();
     let before = cpu_ticks(server.pid());
     std::thread::sleep(Duration::from_secs(1));
     let spent = cpu_ticks(server.pid()) - before;

@@ -9,7 +9,10 @@
 //!
 //! `accept(2)`, then `read(2)` and `write(2)` on a blocking socket until
 //! `read` returns 0, then `shutdown(2)` of the write side and `close(2)`.
-//! Nothing else: no threads, no readiness API, no non-blocking mode.
+//! Nothing else: no threads, no readiness API, no non-blocking mode. The
+//! per-client loop is [`echo_protocol::echo_until_eof`], which every
+//! blocking model shares: what this model adds is only the order in which
+//! clients get to it.
 //!
 //! # Trade-offs
 //!
@@ -34,10 +37,10 @@
 
 #![warn(missing_docs)]
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 
-use echo_protocol::{Config, Model, NoFlags};
+use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
 
 /// This model, as the contract sees it. Every expected limit is a case that
 /// needs two clients to make progress at the same time.
@@ -81,7 +84,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         }
         config.log(format_args!("{peer}: connected"));
         // Everyone else waits in the listen backlog until this returns.
-        match echo(&mut stream, &mut buf) {
+        match echo_until_eof(&mut stream, &mut buf) {
             Ok(bytes) => config.log(format_args!("{peer}: closed after {bytes} bytes")),
             // A reset or broken pipe ends this client only; the loop goes on.
             Err(e) => config.log(format_args!("{peer}: {e}")),
@@ -89,30 +92,6 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
     }
     // ANCHOR_END: accept-loop
 }
-
-// ANCHOR: echo
-/// Echoes `stream` until the client half-closes, then half-closes our side
-/// so the client reads EOF after the last echoed byte. Returns the number of
-/// bytes echoed.
-fn echo(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<u64> {
-    let mut total = 0u64;
-    loop {
-        let n = match stream.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        // `write_all` loops over partial writes. It blocks while the client
-        // is not reading: back-pressure for free, but also the reason one
-        // slow reader stalls every other client of this model.
-        stream.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-    stream.shutdown(Shutdown::Write)?;
-    Ok(total)
-}
-// ANCHOR_END: echo
 
 /// Errors after which the next `accept` may well succeed. Linux reports
 /// network errors already pending on the new connection from `accept` itself

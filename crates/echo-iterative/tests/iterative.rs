@@ -3,7 +3,7 @@
 //! head-of-line blocking that is the point of the model.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,13 +13,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-iterative"))
-}
-
-fn connect(server: &ServerProcess) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&server.addr(), TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    stream
 }
 
 #[test]
@@ -47,7 +40,7 @@ fn rejects_bad_input() {
 #[test]
 fn shuts_down_after_the_open_client() {
     let mut server = ServerProcess::spawn(bin(), &[]).expect("spawn");
-    let mut open = connect(&server);
+    let mut open = server.client();
     let mut buf = [0u8; 6];
     open.write_all(b"before").unwrap();
     open.read_exact(&mut buf).unwrap();
@@ -87,7 +80,7 @@ fn shuts_down_at_once_when_idle() {
 #[test]
 fn serves_one_client_at_a_time() {
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
-    let mut first = connect(&server);
+    let mut first = server.client();
     first.write_all(b"first").unwrap();
     let mut buf = [0u8; 5];
     first.read_exact(&mut buf).unwrap();
@@ -95,7 +88,7 @@ fn serves_one_client_at_a_time() {
 
     // The second connection completes in the kernel's backlog, but nobody
     // reads it while the first client is connected.
-    let mut second = connect(&server);
+    let mut second = server.client();
     second.write_all(b"second").unwrap();
     second
         .set_read_timeout(Some(Duration::from_millis(300)))

@@ -15,6 +15,11 @@
 //! `SO_REUSEADDR` and a deep listen backlog, installs the SIGINT/SIGTERM
 //! handling, prints the readiness line and hands the listener to the model.
 //!
+//! It also holds [`echo_until_eof`], the echo protocol itself for one
+//! blocking socket: every blocking model (iterative, thread-per-client,
+//! fork-per-client, prefork, thread pool) serves a connection with it, and
+//! differs only in how it gets connections to it.
+//!
 //! What this crate deliberately does *not* hold: an event loop, a buffer
 //! type, a connection abstraction. Those are what the models differ in, so
 //! each model writes its own, and a reader sees the whole design in one crate.
@@ -22,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod echo;
 mod shutdown;
 
 use std::io::{self, Write};
@@ -31,6 +37,7 @@ use std::process::ExitCode;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use args::{CommonArgs, DEFAULT_ADDR, DEFAULT_MAX_CONNS, NoFlags};
+pub use echo::echo_until_eof;
 pub use shutdown::{GRACE_PERIOD, Shutdown};
 
 /// Exit status for bad command-line arguments (clap uses the same).

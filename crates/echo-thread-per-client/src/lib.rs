@@ -1,6 +1,7 @@
 //! The thread-per-client echo server: the accepting thread spawns one
-//! thread per connection, and each thread runs the iterative model's
-//! blocking echo loop for its one client.
+//! thread per connection, and each thread runs the blocking echo loop
+//! every blocking model shares, [`echo_protocol::echo_until_eof`], for its
+//! one client.
 //!
 //! Run with `cargo run -p echo-thread-per-client -- --addr 127.0.0.1:7000`,
 //! then `nc 127.0.0.1 7000` in as many terminals as you like.
@@ -38,14 +39,14 @@
 
 #![warn(missing_docs)]
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use echo_protocol::{Config, GRACE_PERIOD, Model, NoFlags};
+use echo_protocol::{Config, GRACE_PERIOD, Model, NoFlags, echo_until_eof};
 
 /// This model, as the contract sees it: it meets every conformance case.
 pub const MODEL: Model = Model {
@@ -186,35 +187,13 @@ fn drain(listener: TcpListener, shared: &Shared, config: &Config) {
 /// The client thread's body: echo, then log how it ended.
 fn serve_client(mut stream: TcpStream, peer: SocketAddr, config: &Config) {
     config.log(format_args!("{peer}: connected"));
-    match echo(&mut stream) {
+    let mut buf = vec![0u8; BUF_SIZE];
+    match echo_until_eof(&mut stream, &mut buf) {
         Ok(bytes) => config.log(format_args!("{peer}: closed after {bytes} bytes")),
         // A reset or broken pipe ends this thread only.
         Err(e) => config.log(format_args!("{peer}: {e}")),
     }
 }
-
-// ANCHOR: echo
-/// Echoes until the client half-closes, then half-closes our side. Returns
-/// the number of bytes echoed.
-fn echo(stream: &mut TcpStream) -> io::Result<u64> {
-    let mut buf = vec![0u8; BUF_SIZE];
-    let mut total = 0u64;
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        // Blocks while the client is not reading, and so stops us reading
-        // from it: back-pressure, one thread at a time.
-        stream.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-    stream.shutdown(Shutdown::Write)?;
-    Ok(total)
-}
-// ANCHOR_END: echo
 
 enum AcceptError {
     /// Concerns only the connection being accepted; try the next one.

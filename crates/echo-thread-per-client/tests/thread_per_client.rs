@@ -3,23 +3,13 @@
 //! independently of each other.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::Path;
-use std::time::Duration;
 
 use echo_conformance::ServerProcess;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-thread-per-client"))
-}
-
-fn connect(server: &ServerProcess) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&server.addr(), TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    stream
 }
 
 #[test]
@@ -53,14 +43,14 @@ fn shuts_down_gracefully() {
 #[test]
 fn an_open_client_does_not_block_others() {
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
-    let mut idle = connect(&server);
+    let mut idle = server.client();
     idle.write_all(b"idle").unwrap();
     let mut buf = [0u8; 4];
     idle.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"idle");
 
     for round in 0..3u8 {
-        let mut other = connect(&server);
+        let mut other = server.client();
         let msg = [b'a' + round; 1000];
         other.write_all(&msg).unwrap();
         other.shutdown(Shutdown::Write).unwrap();

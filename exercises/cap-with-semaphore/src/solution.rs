@@ -13,11 +13,11 @@
 //! Syscalls: `accept(2)`, `read(2)`, `write(2)`; `futex(2)` to sleep and wake.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
-use echo_protocol::{Config, NoFlags};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
 use parking_lot::{Condvar, Mutex};
 
 /// A counting semaphore: at most `permits` holders at a time.
@@ -76,7 +76,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         // While all permits are taken a shutdown signal cannot wake this
         // wait; the shutdown thread's grace period ends the process then.
         let permit = permits.acquire();
-        let stream = match listener.accept() {
+        let mut stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) => {
                 config.log(format_args!("accept: {e}"));
@@ -89,7 +89,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         let thread_config = config.clone();
         let spawned = thread::Builder::new().spawn(move || {
             let _permit = permit;
-            if let Err(e) = echo(&stream) {
+            if let Err(e) = echo_until_eof(&mut stream, &mut [0u8; 16 * 1024]) {
                 thread_config.log(format_args!("client: {e}"));
             }
         });
@@ -97,10 +97,4 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
             config.log(format_args!("cannot spawn a client thread: {e}"));
         }
     }
-}
-
-/// Copies everything the client sends back to it, then half-closes.
-fn echo(stream: &TcpStream) -> io::Result<()> {
-    io::copy(&mut &*stream, &mut &*stream)?;
-    stream.shutdown(Shutdown::Write)
 }

@@ -19,11 +19,11 @@
 //! `futex(2)` under the condition variable.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
-use echo_protocol::{Config, NoFlags};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
 
 /// A counting semaphore: at most `permits` holders at a time.
 pub struct Semaphore {
@@ -69,7 +69,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         // Taking the permit *before* accepting is what makes extra clients
         // wait in the kernel's backlog rather than in a thread of ours.
         let permit = permits.acquire();
-        let stream = match listener.accept() {
+        let mut stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) => {
                 config.log(format_args!("accept: {e}"));
@@ -83,7 +83,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         let spawned = thread::Builder::new().spawn(move || {
             // Held for the whole life of the connection.
             let _permit = permit;
-            if let Err(e) = echo(&stream) {
+            if let Err(e) = echo_until_eof(&mut stream, &mut [0u8; 16 * 1024]) {
                 thread_config.log(format_args!("client: {e}"));
             }
         });
@@ -91,10 +91,4 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
             config.log(format_args!("cannot spawn a client thread: {e}"));
         }
     }
-}
-
-/// Copies everything the client sends back to it, then half-closes.
-fn echo(stream: &TcpStream) -> io::Result<()> {
-    io::copy(&mut &*stream, &mut &*stream)?;
-    stream.shutdown(Shutdown::Write)
 }

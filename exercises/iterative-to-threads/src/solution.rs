@@ -10,12 +10,12 @@
 //! `write(2)`, `shutdown(2)`.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use echo_protocol::{Config, NoFlags};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
 
 /// Accepts clients and echoes each on a thread of its own.
 pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Result<()> {
@@ -24,7 +24,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         if config.shutdown.requested() {
             break;
         }
-        let stream = match stream {
+        let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 config.log(format_args!("accept: {e}"));
@@ -43,7 +43,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         // Spawning can fail (thread limit, memory): refuse that client only.
         let spawned = thread::Builder::new().spawn(move || {
             let _guard = guard;
-            if let Err(e) = echo(&stream) {
+            if let Err(e) = echo_until_eof(&mut stream, &mut [0u8; 16 * 1024]) {
                 thread_config.log(format_args!("client: {e}"));
             }
         });
@@ -63,10 +63,4 @@ impl Drop for Active {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Copies everything the client sends back to it, then half-closes.
-fn echo(stream: &TcpStream) -> io::Result<()> {
-    io::copy(&mut &*stream, &mut &*stream)?;
-    stream.shutdown(Shutdown::Write)
 }

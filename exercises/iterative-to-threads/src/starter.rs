@@ -14,9 +14,9 @@
 //! Syscalls: `accept(2)`, `read(2)`, `write(2)`, `shutdown(2)`.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 
-use echo_protocol::{Config, NoFlags};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
 
 /// Accepts clients one after the other and echoes each until it closes.
 pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Result<()> {
@@ -25,7 +25,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         if config.shutdown.requested() {
             break;
         }
-        let stream = match stream {
+        let mut stream = match stream {
             Ok(s) => s,
             // A client that reset before we accepted it, or a full fd table:
             // neither is a reason to stop serving the others.
@@ -35,18 +35,9 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
             }
         };
         // While this call runs, nobody else is served.
-        if let Err(e) = echo(&stream) {
+        if let Err(e) = echo_until_eof(&mut stream, &mut [0u8; 16 * 1024]) {
             config.log(format_args!("client: {e}"));
         }
     }
     Ok(())
-}
-
-/// Copies everything the client sends back to it; at EOF, half-closes our
-/// side so the client sees the end of the echo.
-fn echo(stream: &TcpStream) -> io::Result<()> {
-    // `&TcpStream` implements both Read and Write, so one socket can be the
-    // source and the sink of the same copy.
-    io::copy(&mut &*stream, &mut &*stream)?;
-    stream.shutdown(Shutdown::Write)
 }
