@@ -204,9 +204,9 @@ pub struct LoadResult {
     pub latency: Histogram<u64>,
     /// Everything that went wrong.
     pub errors: Errors,
-    /// This process's user CPU time over the measured window.
+    /// User CPU time of the load threads over the measured window.
     pub client_user: Duration,
-    /// This process's system CPU time over the measured window.
+    /// System CPU time of the load threads over the measured window.
     pub client_sys: Duration,
 }
 
@@ -358,7 +358,6 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         return Err("a load thread failed while connecting".into());
     }
 
-    let usage0 = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
     let t0 = Instant::now();
     hook(Window::Start);
     for s in &starts {
@@ -374,10 +373,6 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
     }
     let end = total.finished.unwrap_or_else(Instant::now);
     hook(Window::End);
-    let usage1 = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
-    };
 
     Ok(LoadResult {
         spec: *spec,
@@ -391,9 +386,13 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         elapsed: end.saturating_duration_since(t0),
         latency: total.latency,
         errors: total.errors,
-        client_user: tv(usage1.user_time()).saturating_sub(tv(usage0.user_time())),
-        client_sys: tv(usage1.system_time()).saturating_sub(tv(usage0.system_time())),
+        client_user: total.cpu_user,
+        client_sys: total.cpu_sys,
     })
+}
+
+fn timeval(t: nix::sys::time::TimeVal) -> Duration {
+    Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
 }
 
 /// What one load thread hands back.
@@ -404,6 +403,11 @@ struct ThreadResult {
     latency: Histogram<u64>,
     errors: Errors,
     finished: Option<Instant>,
+    /// CPU this load thread used in the measured window (`RUSAGE_THREAD`):
+    /// the generator's own cost, without the `/proc` sampler, which runs in
+    /// the same process.
+    cpu_user: Duration,
+    cpu_sys: Duration,
 }
 
 impl ThreadResult {
@@ -415,6 +419,8 @@ impl ThreadResult {
             latency: stats::new_histogram(),
             errors: Errors::default(),
             finished: None,
+            cpu_user: Duration::ZERO,
+            cpu_sys: Duration::ZERO,
         }
     }
 
@@ -426,6 +432,8 @@ impl ThreadResult {
         let _ = self.latency.add(&o.latency);
         self.errors.merge(o.errors);
         self.finished = self.finished.max(o.finished);
+        self.cpu_user += o.cpu_user;
+        self.cpu_sys += o.cpu_sys;
     }
 }
 
@@ -552,12 +560,17 @@ fn worker(
         return w.result;
     };
     w.t0 = t0;
+    let usage0 = getrusage(UsageWho::RUSAGE_THREAD).ok();
     w.deadline = match spec.stop {
         Stop::Duration(d) => Some(t0 + d),
         Stop::Messages(_) => None,
     };
     w.drive();
     w.result.finished = Some(Instant::now());
+    if let (Some(a), Ok(b)) = (usage0, getrusage(UsageWho::RUSAGE_THREAD)) {
+        w.result.cpu_user = timeval(b.user_time()).saturating_sub(timeval(a.user_time()));
+        w.result.cpu_sys = timeval(b.system_time()).saturating_sub(timeval(a.system_time()));
+    }
     w.result
 }
 
