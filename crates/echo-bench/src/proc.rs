@@ -2,8 +2,9 @@
 //!
 //! Reads `/proc/<pid>/stat` (parent, CPU ticks, thread count),
 //! `/proc/<pid>/status` (`VmRSS`), `/proc/<pid>/task/<tid>/status`
-//! (context switches) and `/proc/<pid>/task/<tid>/schedstat` (time on CPU
-//! in nanoseconds) every [`INTERVAL`] on a thread of its own.
+//! (context switches) every [`INTERVAL`] on a thread of its own, and each
+//! process's CPU clock (`clock_getcpuclockid(3)` + `clock_gettime(2)`:
+//! nanoseconds, every thread of the process, live or exited).
 //!
 //! Trade-offs, said once here and in the printed output:
 //! - The tree is the root plus every live descendant found through the
@@ -12,10 +13,11 @@
 //!   the live descendants' own: a child moves from one term to the other
 //!   when it is reaped, so nothing is counted twice. Those figures come in
 //!   clock ticks (10 ms), too coarse for a run of a fraction of a second,
-//!   so the total behind "CPU µs per echo" is taken from `schedstat`
-//!   (nanoseconds, per thread, largest value kept like the context
-//!   switches); for a tree that had several processes, whose reaped
-//!   children `schedstat` cannot see, the larger of the two totals is used.
+//!   so the total behind "CPU µs per echo" is taken from each process's CPU
+//!   clock (nanoseconds, and it keeps the time of threads that have exited,
+//!   which per-thread files lose). A child process that is reaped between
+//!   two samples takes its clock with it, so for a tree that had several
+//!   processes the larger of the two totals is used.
 //! - Context switches are summed over every (pid, tid) ever seen, keeping
 //!   the largest value read for each, so threads that exit mid-run still
 //!   count; a thread that lives less than one interval may be missed.
@@ -67,7 +69,7 @@ struct Snapshot {
     /// Sum over every (pid, tid) ever seen of its largest count.
     voluntary: u64,
     involuntary: u64,
-    /// Sum over every (pid, tid) ever seen of its largest on-CPU time.
+    /// Sum over every process ever seen of its largest CPU-clock reading.
     cpu_ns: u64,
 }
 
@@ -75,8 +77,8 @@ struct Snapshot {
 struct State {
     /// (pid, tid) -> largest (voluntary, involuntary) read.
     ctx: HashMap<(i32, i32), (u64, u64)>,
-    /// (pid, tid) -> largest on-CPU nanoseconds read.
-    cpu_ns: HashMap<(i32, i32), u64>,
+    /// pid -> largest CPU-clock nanoseconds read.
+    cpu_ns: HashMap<i32, u64>,
     peak_rss: u64,
     peak_threads: u64,
     peak_procs: u64,
@@ -233,6 +235,15 @@ pub fn status_field(status: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// A process's CPU time in nanoseconds, all its threads included, read
+/// from its CPU-time clock; `None` if it is gone or not ours to read.
+fn process_cpu_ns(pid: i32) -> Option<u64> {
+    use nix::time::{clock_getcpuclockid, clock_gettime};
+    let clock = clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+    let t = clock_gettime(clock).ok()?;
+    Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
 /// The root and its live descendants.
 fn tree(root: i32) -> Vec<Stat> {
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -267,6 +278,9 @@ fn sample(root: i32, state: &Mutex<State>) -> Snapshot {
             snap.sys_ticks += s.cstime;
         }
         threads += s.threads;
+        if let Some(ns) = process_cpu_ns(s.pid) {
+            on_cpu.push((s.pid, ns));
+        }
         if let Ok(st) = fs::read_to_string(format!("/proc/{}/status", s.pid)) {
             rss += status_field(&st, "VmRSS").unwrap_or(0) * 1024;
         }
@@ -281,12 +295,6 @@ fn sample(root: i32, state: &Mutex<State>) -> Snapshot {
                 let v = status_field(&st, "voluntary_ctxt_switches").unwrap_or(0);
                 let n = status_field(&st, "nonvoluntary_ctxt_switches").unwrap_or(0);
                 per_thread.push(((s.pid, tid), (v, n)));
-            }
-            if let Some(ns) = fs::read_to_string(format!("/proc/{}/task/{tid}/schedstat", s.pid))
-                .ok()
-                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-            {
-                on_cpu.push(((s.pid, tid), ns));
             }
         }
     }
