@@ -267,7 +267,8 @@ fn markdown(
     );
     let _ = writeln!(
         md,
-        "- server figures sampled from /proc every {} ms (threads living less than that may be missed); \
+        "- server CPU from each process's CPU clock (exited threads included); context switches, \
+         RSS, threads and processes sampled from /proc every {} ms or more (lower bounds); \
          relative throughput is against the fastest row: compare ratios, the machine is noisy\n",
         run::SAMPLE_INTERVAL.as_millis()
     );

@@ -226,8 +226,10 @@ pub fn render_summary(reps: &[Rep]) -> String {
 }
 
 /// What the sampler cannot see, said once per run.
-pub const SAMPLING_NOTE: &str = "note: server figures come from /proc every 50 ms: \
-    threads that live < 50 ms may be missed in context switches and peaks";
+pub const SAMPLING_NOTE: &str = "note: server CPU comes from each process's CPU clock \
+    (exited threads included); context switches, RSS, threads and processes are sampled \
+    from /proc every 50 ms or more, so they are lower bounds: a thread that exits \
+    between two samples loses its last switches";
 
 /// Sampling interval, re-exported for the report header.
 pub const SAMPLE_INTERVAL: std::time::Duration = proc::INTERVAL;
