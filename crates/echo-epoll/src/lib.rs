@@ -375,18 +375,8 @@ fn accept_batch(
             }
             // ANCHOR_END: emfile
             // A connection reset while in the backlog, or a network error
-            // Linux reports through `accept` (accept(2), "Error handling"):
-            // it concerns that connection only.
-            Errno::ECONNABORTED
-            | Errno::EINTR
-            | Errno::EPROTO
-            | Errno::ENETDOWN
-            | Errno::ENOPROTOOPT
-            | Errno::EHOSTDOWN
-            | Errno::ENONET
-            | Errno::EHOSTUNREACH
-            | Errno::EOPNOTSUPP
-            | Errno::ENETUNREACH => {}
+            // of that one connection: take the next.
+            _ if echo_protocol::accept_error_is_transient(&err) => {}
             // ENOBUFS, ENOMEM and anything unexpected: nothing to free here;
             // serve the connections we have and retry on the next wake-up.
             _ => {

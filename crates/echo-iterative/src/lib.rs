@@ -40,7 +40,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
+use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient, echo_until_eof};
 
 /// This model, as the contract sees it. Every expected limit is a case that
 /// needs two clients to make progress at the same time.
@@ -69,7 +69,9 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
     loop {
         let (mut stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            Err(e) if is_transient(&e) => {
+            // Out of descriptors or memory cannot happen to a server holding one
+            // connection, so only the per-connection errors are retried.
+            Err(e) if accept_error_is_transient(&e) => {
                 config.log(format_args!("accept: {e} (retrying)"));
                 continue;
             }
@@ -91,28 +93,4 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         }
     }
     // ANCHOR_END: accept-loop
-}
-
-/// Errors after which the next `accept` may well succeed. Linux reports
-/// network errors already pending on the new connection from `accept` itself
-/// (see accept(2), "Error handling"), and a connection reset while still in
-/// the backlog shows up as `ECONNABORTED`: none of them concern the
-/// listener. Running out of descriptors or memory cannot happen to a server
-/// holding one connection, so it is not special-cased here.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EINTR
-                | libc::EPROTO
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-        )
-    )
 }

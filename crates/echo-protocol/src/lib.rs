@@ -171,6 +171,32 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// True for an `accept(2)` error that concerns only the connection being
+/// accepted, so the next `accept` may well succeed: `ECONNABORTED` (the
+/// client reset while still in the backlog), `EINTR`, and the network
+/// errors Linux reports on the new socket through `accept` itself (accept(2),
+/// "Error handling"). False for trouble of the process or the listener
+/// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `EBADF`...), which each model
+/// handles in its own way.
+pub fn accept_error_is_transient(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(
+            Errno::ECONNABORTED
+                | Errno::EINTR
+                | Errno::EPROTO
+                | Errno::ENETDOWN
+                | Errno::ENOPROTOOPT
+                | Errno::EHOSTDOWN
+                | Errno::ENONET
+                | Errno::EHOSTUNREACH
+                | Errno::EOPNOTSUPP
+                | Errno::ENETUNREACH
+        )
+    )
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns it. Every
 /// connection costs a descriptor; the usual soft limit of 1024 would cap a
 /// server far below what the machine allows.

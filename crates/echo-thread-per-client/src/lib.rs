@@ -46,7 +46,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use echo_protocol::{Config, GRACE_PERIOD, Model, NoFlags, echo_until_eof};
+use echo_protocol::{
+    Config, GRACE_PERIOD, Model, NoFlags, accept_error_is_transient, echo_until_eof,
+};
 
 /// This model, as the contract sees it: it meets every conformance case.
 pub const MODEL: Model = Model {
@@ -207,21 +209,7 @@ enum AcceptError {
 fn classify(e: &io::Error) -> AcceptError {
     match e.raw_os_error() {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::BackOff,
-        // A connection reset while in the backlog, a signal, or a network
-        // error Linux reports on the new socket through `accept` itself
-        // (accept(2), "Error handling").
-        Some(
-            libc::ECONNABORTED
-            | libc::EINTR
-            | libc::EPROTO
-            | libc::ENETDOWN
-            | libc::ENOPROTOOPT
-            | libc::EHOSTDOWN
-            | libc::ENONET
-            | libc::EHOSTUNREACH
-            | libc::EOPNOTSUPP
-            | libc::ENETUNREACH,
-        ) => AcceptError::Retry,
+        _ if accept_error_is_transient(e) => AcceptError::Retry,
         _ => AcceptError::Fatal,
     }
 }

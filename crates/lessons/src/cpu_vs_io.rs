@@ -14,9 +14,9 @@
 //! answers. Syscalls: `fork(2)`, `socketpair(2)`, `read(2)`/`write(2)`,
 //! `waitpid(2)`, `nanosleep(2)`; threads via `clone(2)` inside std.
 
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::spawn_join::wait_child;
 use rayon::prelude::*;
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
@@ -171,7 +171,8 @@ fn processes(n: usize, work: Work, pieces: usize) -> crate::Result<Vec<u64>> {
         Ok(())
     })();
     for (pid, _) in children {
-        reap(pid, Instant::now() + Duration::from_secs(2));
+        // A child that will not finish is killed; a lesson must not hang.
+        let _ = wait_child(pid, Duration::from_secs(2));
     }
     outcome?;
     Ok(results)
@@ -194,23 +195,6 @@ fn child_body(fd: RawFd, j: usize, n: usize, work: Work, pieces: usize) -> ! {
     }
     // SAFETY: as above.
     unsafe { libc::_exit(0) }
-}
-
-/// Waits for `pid` until `deadline`, then kills it.
-fn reap(pid: Pid, deadline: Instant) {
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(1));
-            }
-            Ok(WaitStatus::StillAlive) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                return;
-            }
-            _ => return,
-        }
-    }
 }
 
 /// Picks `iters` so one CPU piece takes about `target` on this machine in

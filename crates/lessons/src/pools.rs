@@ -25,9 +25,9 @@
 //! the function's arguments and results for a process pool.
 
 use crossbeam::channel::{self, Receiver, Sender};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::spawn_join::wait_child;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -229,25 +229,8 @@ impl Drop for ProcessPool {
         // Closing our end gives the worker EOF, its signal to exit.
         let pids: Vec<Pid> = self.workers.drain(..).map(|(pid, _)| pid).collect();
         for pid in pids {
-            reap(pid, Instant::now() + Duration::from_secs(2));
-        }
-    }
-}
-
-/// Waits for `pid` until `deadline`, then kills it; never blocks for long.
-fn reap(pid: Pid, deadline: Instant) {
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(1));
-            }
-            Ok(WaitStatus::StillAlive) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                // SIGKILL cannot be caught, so this wait is short.
-                let _ = waitpid(pid, None);
-                return;
-            }
-            _ => return,
+            // A child that will not finish is killed; a lesson must not hang.
+            let _ = wait_child(pid, Duration::from_secs(2));
         }
     }
 }
