@@ -209,7 +209,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             let text = e.render().to_string();
             let msg: Vec<&str> = text
                 .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
