@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use crate::{SLOW_READER_RSS_LIMIT, Target, rss};
+use crate::{Failure, SLOW_READER_RSS_LIMIT, Target, tree};
 
 /// `Ok(detail)` for a pass (the detail may be empty), `Err(what went wrong)`.
-pub(crate) type CaseResult = Result<String, String>;
+pub(crate) type CaseResult = Result<String, Failure>;
 
 /// The longest any single read or write may stall.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,7 +40,7 @@ pub(crate) fn run(case: &str, target: &Target) -> CaseResult {
         "sequential-1000" => sequential(addr),
         "slow-reader" => slow_reader(target),
         "idle-500" => idle(addr),
-        other => Err(format!("no such case: {other}")),
+        other => Err(Failure::Broken(format!("no such case: {other}"))),
     }
 }
 
@@ -115,25 +115,25 @@ fn half_close(addr: SocketAddr) -> CaseResult {
         match s.read(&mut extra) {
             Ok(0) => break,
             Ok(n) => {
-                return Err(format!(
+                return Err(Failure::Broken(format!(
                     "client: after all {} bytes came back, got {n} extra bytes instead of EOF",
                     data.len()
-                ));
+                )));
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
-                return Err(format!(
+                return Err(Failure::Short(format!(
                     "client: all {} bytes came back but no EOF within {} s of the client's \
                      half-close (the server did not close its side)",
                     data.len(),
                     IO_TIMEOUT.as_secs()
-                ));
+                )));
             }
             Err(e) => {
-                return Err(format!(
+                return Err(Failure::Broken(format!(
                     "client: reading EOF after the echo failed: {e} (the server should close \
                      cleanly)"
-                ));
+                )));
             }
         }
     }
@@ -246,7 +246,7 @@ fn slow_reader(target: &Target) -> CaseResult {
     let baseline = match target.pid {
         Some(pid) => Some((
             pid,
-            rss::tree_rss_bytes(pid)
+            tree::pss_bytes(pid)
                 .ok_or_else(|| format!("cannot read the RSS of server pid {pid} from /proc"))?,
         )),
         None => None,
@@ -275,16 +275,16 @@ fn slow_reader(target: &Target) -> CaseResult {
         slowest = slowest.max(tick.elapsed());
         round_trips += 1;
         if let Some((pid, base)) = baseline {
-            let now = rss::tree_rss_bytes(pid)
+            let now = tree::pss_bytes(pid)
                 .ok_or_else(|| format!("server pid {pid} vanished while S was not reading"))?;
             peak_growth = peak_growth.max(now.saturating_sub(base));
             if peak_growth > SLOW_READER_RSS_LIMIT {
-                return Err(format!(
-                    "server RSS grew by {} while S wrote and did not read (limit {} MiB): \
-                     output is not bounded per connection",
+                return Err(Failure::Broken(format!(
+                    "server memory (PSS) grew by {} while S wrote and did not read \
+                     (limit {} MiB): output is not bounded per connection",
                     mib(peak_growth),
                     SLOW_READER_RSS_LIMIT >> 20
-                ));
+                )));
             }
         }
         if let Some(rest) = (tick + TICK).checked_duration_since(Instant::now()) {
