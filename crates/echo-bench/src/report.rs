@@ -330,6 +330,7 @@ mod tests {
                 errors: Errors::default(),
                 client_user: Duration::from_millis(10),
                 client_sys: Duration::from_millis(20),
+                cpus: 1,
             },
             server: Some(ServerStats {
                 cpu_user_s: cpu_s,
