@@ -322,3 +322,51 @@ fn two_thousand_connections_on_two_threads() {
     assert!(stdout.contains("messages     4000 verified"), "{stdout}");
     assert!(stdout.contains("errors       none"), "{stdout}");
 }
+
+#[test]
+fn open_loop_duration_mode_ends_at_a_rate_that_does_not_divide_a_second() {
+    // The settings of a reported hang, scaled down: many connections, a
+    // per-connection interval that is not a whole number of nanoseconds in
+    // floating point. The run must end (the bench helper kills it after
+    // its deadline) with every scheduled message echoed.
+    let addr = echo_server(None).to_string();
+    let out = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--conns",
+        "300",
+        "--size",
+        "64",
+        "--rate",
+        "7777.7",
+        "--duration",
+        "1.5",
+        "--threads",
+        "2",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("errors       none"), "{stdout}");
+    let n: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("messages")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("messages line");
+    // Each connection sends every 300/7777.7 s (rounded to the ns), from an
+    // offset spread over one interval; what is scheduled strictly before
+    // 1.5 s is what must come back: 38 or 39 messages per connection.
+    let interval = (300e9_f64 / 7777.7).round() as u64;
+    let expected: u64 = (0..300u64)
+        .map(|id| {
+            let offset = id * interval / 300;
+            (1_500_000_000 - offset - 1) / interval + 1
+        })
+        .sum();
+    assert_eq!(n, expected, "{stdout}");
+}

@@ -705,3 +705,164 @@ impl Worker {
         Some(t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    /// A thread-per-connection echo server on a free port, for as long as
+    /// the test process lives.
+    fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        if conn.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn hook_time_is_outside_the_window() {
+        let spec = LoadSpec {
+            addr: echo_server(),
+            conns: 2,
+            size: 64,
+            stop: Stop::Messages(20),
+            rate: None,
+            threads: 1,
+        };
+        let mut start_left = None;
+        let mut end_entered = None;
+        let r = run_with(&spec, &mut |w| match w {
+            Window::Start => {
+                // A slow sampler: if the clock started before the hook,
+                // these 200 ms would be inside `elapsed`.
+                thread::sleep(Duration::from_millis(200));
+                start_left = Some(Instant::now());
+            }
+            Window::End => {
+                end_entered = Some(Instant::now());
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .expect("run");
+        assert!(r.ok(), "{}", r.render());
+        let between = end_entered.unwrap() - start_left.unwrap();
+        assert!(
+            r.elapsed <= between,
+            "elapsed {:?} includes hook time (hooks {:?} apart)",
+            r.elapsed,
+            between
+        );
+        assert!(r.cpus >= 1 && r.capacity() == 1);
+    }
+
+    /// A crew of one fake load thread that never stamps its beacon;
+    /// `obeys` says whether it stops when the watchdog aborts.
+    fn stuck_crew(obeys: bool) -> (Crew, Arc<AtomicBool>) {
+        let abort = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let beacon = Arc::new(Beacon {
+            base: Instant::now(),
+            progress_ns: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel();
+        let (a, rel) = (abort.clone(), release.clone());
+        let handle = thread::spawn(move || {
+            // Bounded either way: the test releases it at the end.
+            while !(rel.load(Ordering::Relaxed) || obeys && a.load(Ordering::Relaxed)) {
+                thread::park_timeout(Duration::from_millis(10));
+            }
+            let mut r = ThreadResult::new();
+            r.stopped = Some("3 connection(s) open".into());
+            let _ = tx.send((0, Report::Done(Box::new(r))));
+        });
+        let crew = Crew {
+            handles: vec![Some(handle)],
+            beacons: vec![beacon],
+            starts: Vec::new(),
+            rx,
+            abort,
+            results: vec![None],
+        };
+        (crew, release)
+    }
+
+    fn short_limit() -> Limit {
+        Limit {
+            idle: Duration::from_millis(300),
+            until: None,
+            what: String::new(),
+        }
+    }
+
+    #[test]
+    fn watchdog_ends_a_thread_without_progress_and_says_what_was_left() {
+        let (mut crew, release) = stuck_crew(true);
+        let err = crew
+            .wait(Phase::Done, &short_limit())
+            .expect_err("no progress must end the wait");
+        release.store(true, Ordering::Relaxed);
+        assert!(crew.abort.load(Ordering::Relaxed));
+        assert!(
+            err.starts_with("harness error: watchdog: load-0 made no progress for"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("; outstanding: load-0: 3 connection(s) open"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn watchdog_does_not_wait_for_ever_on_a_thread_that_ignores_it() {
+        let (mut crew, release) = stuck_crew(false);
+        let started = Instant::now();
+        let err = crew
+            .wait(Phase::Done, &short_limit())
+            .expect_err("no progress must end the wait");
+        let waited = started.elapsed();
+        release.store(true, Ordering::Relaxed);
+        assert!(err.contains("load-0 did not stop within 5s"), "{err}");
+        // bounded: the idle limit plus the grace, with room for a busy machine
+        assert!(waited < ABORT_GRACE + Duration::from_secs(20), "{waited:?}");
+    }
+
+    #[test]
+    fn watchdog_fires_past_the_hard_limit_even_with_progress() {
+        let (mut crew, release) = stuck_crew(true);
+        drop(release); // the fake thread stops on the abort
+        let (beacon, abort) = (crew.beacons[0].clone(), crew.abort.clone());
+        let stamper = thread::spawn(move || {
+            // Keeps the thread looking busy until the watchdog aborts.
+            while !abort.load(Ordering::Relaxed) {
+                beacon.stamp(Instant::now());
+                thread::park_timeout(Duration::from_millis(10));
+            }
+        });
+        let limit = Limit {
+            idle: Duration::from_secs(60),
+            until: Some(Instant::now() + Duration::from_millis(300)),
+            what: "past the test's limit".into(),
+        };
+        let err = crew.wait(Phase::Done, &limit).expect_err("past the limit");
+        assert!(
+            err.starts_with("harness error: watchdog: load-0 still running past the test's limit"),
+            "{err}"
+        );
+        stamper.join().expect("stamper");
+    }
+}
