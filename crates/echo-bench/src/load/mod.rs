@@ -710,7 +710,7 @@ impl Worker {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::net::{SocketAddr, TcpListener};
 
     /// A thread-per-connection echo server on a free port, for as long as
     /// the test process lives.
