@@ -193,10 +193,10 @@ pub fn render_rep(rep: &Rep) -> String {
         ));
     }
     s.push_str(&format!(
-        "  client: cpu {:.3} s ({:.0} % of {} thread(s))\n",
+        "  client: cpu {:.3} s ({:.0} % of {} CPU(s))\n",
         l.client_cpu_s(),
-        100.0 * l.client_cpu_s() / l.elapsed.as_secs_f64().max(1e-9) / l.spec.threads as f64,
-        l.spec.threads,
+        100.0 * l.client_cpu_share(),
+        l.capacity(),
     ));
     if l.saturated() {
         s.push_str(&format!("  {}\n", load::CLIENT_BOUND));
