@@ -215,9 +215,13 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
     }
     let end = total.finished.unwrap_or_else(Instant::now);
     hook(Window::End);
-    // Every thread has reported, so these joins return at once.
+    // Every thread has reported and has nothing left to do but exit; join
+    // those that have, and leave the rest detached rather than wait on a
+    // join without a bound.
     for h in crew.handles.iter_mut().filter_map(Option::take) {
-        let _ = h.join();
+        if h.is_finished() {
+            let _ = h.join();
+        }
     }
 
     Ok(LoadResult {
