@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod cases;
+pub mod cgroup;
 pub mod cli;
 pub mod limits;
 mod process;
