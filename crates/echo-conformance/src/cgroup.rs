@@ -513,8 +513,11 @@ mod tests {
         };
         let mut cmd = Command::new("sh");
         // A child that forks a grandchild which burns CPU, then both sleep.
-        cmd.args(["-c", "(i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30) & exec sleep 30"])
-            .stdin(Stdio::null());
+        cmd.args([
+            "-c",
+            "(i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30) & exec sleep 30",
+        ])
+        .stdin(Stdio::null());
         cg.join_before_exec(&mut cmd);
         let mut child = cmd.spawn().expect("spawning sh");
         let deadline = Instant::now() + Duration::from_secs(20);

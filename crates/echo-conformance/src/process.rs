@@ -422,15 +422,17 @@ mod tests {
     fn terminate_stops_the_whole_process_group() {
         // SIGTERM reaches the shell alone; its background child would
         // outlive it, orphaned, without the group kill.
-        let server = ServerProcess::spawn_command(sh(
-            "sleep 30 & echo \"listening on 127.0.0.1:1\"; wait",
-        ))
-        .unwrap();
+        let server =
+            ServerProcess::spawn_command(sh("sleep 30 & echo \"listening on 127.0.0.1:1\"; wait"))
+                .unwrap();
         let pgid = server.pid() as i32;
         let members = || crate::tree::pids(server.pid());
         let deadline = Instant::now() + Duration::from_secs(5);
         while members().len() < 2 {
-            assert!(Instant::now() < deadline, "the background sleep never started");
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep never started"
+            );
             thread::sleep(Duration::from_millis(5));
         }
         let sleeper = members()[1];
@@ -439,7 +441,10 @@ mod tests {
             !crate::tree::alive(sleeper),
             "pid {sleeper} of group {pgid} survived terminate"
         );
-        assert!(kill(Pid::from_raw(-pgid), None).is_err(), "group {pgid} still has members");
+        assert!(
+            kill(Pid::from_raw(-pgid), None).is_err(),
+            "group {pgid} still has members"
+        );
     }
 
     #[test]
