@@ -57,7 +57,8 @@ impl Method {
             Method::CgroupV2 | Method::CgroupV1 => {
                 "server CPU and peak memory are exact for the whole process tree (a cgroup per \
                  repetition: every task, exited and auto-reaped ones included; shared pages \
-                 charged once; memory includes kernel memory); peak tasks is pids.peak; \
+                 charged once; memory includes kernel memory); the user/system split is the \
+                 kernel's tick-sampled one and need not add up to the total; peak tasks is pids.peak; \
                  context switches and processes are read from /proc at the window's edges, \
                  lower bounds for tasks that exit in the window"
             }
@@ -77,9 +78,10 @@ impl Method {
 pub struct ServerStats {
     /// How these were measured.
     pub method: Method,
-    /// User CPU seconds.
+    /// User CPU seconds. Sampled at clock ticks by the kernel (cgroup) or
+    /// in ticks (`/proc`): a coarse split, not a part of the total.
     pub cpu_user_s: f64,
-    /// System CPU seconds.
+    /// System CPU seconds, as coarse as the user figure.
     pub cpu_sys_s: f64,
     /// Total CPU seconds (nanosecond counters); what the CPU cost per echo
     /// is computed from.
