@@ -57,7 +57,9 @@ impl Method {
             Method::CgroupV2 | Method::CgroupV1 => {
                 "server CPU and peak memory are exact for the whole process tree (a cgroup per \
                  repetition: every task, exited and auto-reaped ones included; shared pages \
-                 charged once; memory includes kernel memory); the user/system split is the \
+                 charged once; memory includes kernel memory such as page tables, and excludes \
+                 file pages, such as the binary's, that others brought into the page cache, so \
+                 a small server shows less than its RSS); the user/system split is the \
                  kernel's tick-sampled one and need not add up to the total; peak tasks is pids.peak; \
                  context switches and processes are read from /proc at the window's edges, \
                  lower bounds for tasks that exit in the window"
@@ -90,6 +92,10 @@ pub struct ServerStats {
     pub ctx_voluntary: u64,
     /// Involuntary context switches (preemptions), a lower bound.
     pub ctx_involuntary: u64,
+    /// True when tasks exited in the window, so that the switch counts
+    /// above miss theirs (thread-per-client's threads end with their
+    /// connections, before the window's end is read).
+    pub ctx_lower_bound: bool,
     /// Peak memory in bytes: the cgroup's charge peak, or the largest
     /// summed PSS at the edges.
     pub peak_memory_bytes: u64,
@@ -225,6 +231,10 @@ impl Meter {
             invol += n.saturating_sub(n0);
         }
         let cgroup = self.method != Method::Proc;
+        let exited = a.switches.keys().any(|tid| !b.switches.contains_key(tid))
+            || self
+                .peak_tasks
+                .is_some_and(|peak| peak > b.switches.len() as u64);
         Some(ServerStats {
             method: self.method,
             cpu_user_s: s(b.user_ns.saturating_sub(a.user_ns)),
@@ -232,6 +242,7 @@ impl Meter {
             cpu_total_s: s(b.cpu_ns.saturating_sub(a.cpu_ns)),
             ctx_voluntary: vol,
             ctx_involuntary: invol,
+            ctx_lower_bound: exited,
             peak_memory_bytes: if cgroup {
                 self.peak_memory.unwrap_or(0)
             } else {
@@ -270,6 +281,7 @@ mod tests {
         m.end = Some(b);
         let s = m.finish().unwrap();
         assert_eq!((s.ctx_voluntary, s.ctx_involuntary), (9, 1));
+        assert!(s.ctx_lower_bound, "thread 2 died in the window");
         assert_eq!(s.cpu_total_s, 3.0);
         assert_eq!(s.peak_memory_bytes, 9);
         assert_eq!((s.threads, s.processes), (2, 1));

@@ -102,6 +102,9 @@ pub struct ServerJson {
     pub ctx_voluntary: f64,
     /// Mean involuntary context switches (lower bound).
     pub ctx_involuntary: f64,
+    /// True if tasks exited in some repetition's window: the switch counts
+    /// then miss theirs.
+    pub ctx_lower_bound: bool,
     /// Largest peak memory: the cgroup's charge peak, or summed PSS.
     pub peak_memory_bytes: u64,
     /// Most threads (tasks) at once.
@@ -148,6 +151,7 @@ pub fn json_result(
         ),
         ctx_voluntary: over(&|s| s.ctx_voluntary as f64),
         ctx_involuntary: over(&|s| s.ctx_involuntary as f64),
+        ctx_lower_bound: servers.iter().any(|s| s.ctx_lower_bound),
         peak_memory_bytes: servers
             .iter()
             .map(|s| s.peak_memory_bytes)
@@ -299,9 +303,15 @@ pub fn markdown_table(rows: &[Row]) -> String {
         } else {
             row.model.clone()
         };
+        // "≥": tasks exited in the window, their switches are not counted.
+        let at_least = if servers.iter().any(|s| s.ctx_lower_bound) {
+            "≥ "
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
+            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {at_least}{:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
             t.mean,
             t.stddev.unwrap_or(0.0),
             if best > 0.0 { t.mean / best } else { 0.0 },
@@ -355,6 +365,7 @@ mod tests {
                 cpu_total_s: 2.0 * cpu_s,
                 ctx_voluntary: 10,
                 ctx_involuntary: 2,
+                ctx_lower_bound: false,
                 peak_memory_bytes: 1 << 20,
                 threads: 3,
                 processes: 1,

@@ -260,7 +260,7 @@ pub fn render_rep(rep: &Rep) -> String {
         };
         s.push_str(&format!(
             "  server ({}): cpu {:.4} s ({:.3} s user + {:.3} s sys) = {:.2} µs per echo; \
-             ctx switches {} voluntary / {} involuntary\n\
+             ctx switches {} voluntary / {} involuntary{}\n\
              \x20 server: peak memory {:.1} MiB ({memory}), {} thread(s), {} process(es)\n",
             sv.method.name(),
             sv.cpu_total_s,
@@ -269,6 +269,11 @@ pub fn render_rep(rep: &Rep) -> String {
             rep.cpu_us_per_echo().unwrap_or(0.0),
             sv.ctx_voluntary,
             sv.ctx_involuntary,
+            if sv.ctx_lower_bound {
+                " (lower bounds: tasks exited in the window took theirs)"
+            } else {
+                ""
+            },
             sv.peak_memory_bytes as f64 / (1 << 20) as f64,
             sv.threads,
             sv.processes,
