@@ -2,7 +2,7 @@
 //! results folder with hyperfine-schema JSON and a Markdown report.
 //!
 //! Each scenario × model is exactly what `run` does (fresh server per
-//! repetition, pinned, sampled), so a figure in the report can be
+//! repetition, pinned, measured the same way), so a figure in the report can be
 //! reproduced alone with `echo-bench run`. Missing model binaries are built
 //! with the cargo that launched us (one invocation, into our own target
 //! directory and profile) or, without one, skipped with the command to run.
@@ -54,6 +54,8 @@ pub struct AllOptions {
     pub messages: u64,
     /// Parent of the timestamped results folder.
     pub out: PathBuf,
+    /// How to measure the servers.
+    pub measure: run::Measure,
 }
 
 /// Runs everything; `Ok(true)` iff every repetition was fully verified.
@@ -70,8 +72,10 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
     // Read before pinning: afterwards this process may use one CPU only.
     let usable_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinning = run::pin_self();
+    let (method, why) = run::choose_method(opts.measure)?;
+    let measurement = run::describe_method(method, why.as_deref());
     eprintln!("{}", pinning.describe());
-    eprintln!("{}", run::SAMPLING_NOTE);
+    eprintln!("{measurement}");
 
     let started = UtcTime::now();
     let dir = opts.out.join(started.stamp());
@@ -100,7 +104,7 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                 failure: None,
             };
             for r in 1..=opts.repeat {
-                match run::one_rep(bin, &[], &spec, &pinning) {
+                match run::one_rep(bin, &[], &spec, &pinning, method) {
                     Ok(rep) => {
                         eprintln!(
                             "[{step}/{steps}] {id} conns={} rep {r}/{} … {:.0} msg/s{}",
@@ -147,7 +151,7 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
     }
 
     report::write_json(&dir.join("results.json"), json)?;
-    let md = markdown(&started, &pinning, usable_cpus, opts, &tables);
+    let md = markdown(&started, &pinning, &measurement, usable_cpus, opts, &tables);
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, md).map_err(|e| format!("cannot write {}: {e}", md_path.display()))?;
     println!("{}", dir.display());
@@ -245,6 +249,7 @@ fn build_args(ids: &[String]) -> Result<Vec<String>, String> {
 fn markdown(
     started: &UtcTime,
     pinning: &Pinning,
+    measurement: &str,
     usable_cpus: usize,
     opts: &AllOptions,
     tables: &[(Scenario, Vec<Row>)],
@@ -265,12 +270,10 @@ fn markdown(
         "- workload: closed loop, {} messages per repetition, {} repetition(s), a fresh server each",
         opts.messages, opts.repeat
     );
+    let _ = writeln!(md, "- {measurement}");
     let _ = writeln!(
         md,
-        "- server CPU from each process's CPU clock (exited threads included); context switches, \
-         RSS, threads and processes sampled from /proc every {} ms or more (lower bounds); \
-         relative throughput is against the fastest row: compare ratios, the machine is noisy\n",
-        run::SAMPLE_INTERVAL.as_millis()
+        "- relative throughput is against the fastest row: compare ratios, the machine is noisy\n"
     );
     for (sc, rows) in tables {
         let _ = writeln!(

@@ -4,6 +4,7 @@
 //!   echo-bench check epoll
 //!   echo-bench load --addr 127.0.0.1:7000 --conns 50 --size 64 --messages 50000
 //!   echo-bench run thread-per-client --conns 100 -- --max-conns 200
+//!   echo-bench run --bin target/release/fork-burn --conns 8 --messages 8 -- --child-burn-ms 150
 //!   echo-bench all --models iterative,epoll
 //!
 //! Exit status: 0 when everything was verified, 1 for a failed check, an
@@ -46,7 +47,7 @@ enum Cmd {
     Check(CheckArgs),
     /// One fixed, verified workload against a running server, then exit
     Load(LoadArgs),
-    /// Benchmark one model: spawned, pinned and sampled, several times
+    /// Benchmark one model (or --bin): spawned, pinned and measured, several times
     Run(RunArgs),
     /// Benchmark every built model through the scenarios into a results folder
     All(AllArgs),
@@ -117,8 +118,16 @@ struct Shape {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Model to benchmark
-    #[arg(value_parser = PossibleValuesParser::new(run::MODELS))]
-    model: String,
+    #[arg(value_parser = PossibleValuesParser::new(run::MODELS),
+          required_unless_present = "bin", conflicts_with = "bin")]
+    model: Option<String>,
+    /// Benchmark this binary instead (it must follow the server contract)
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+    /// How to measure the server: a cgroup per repetition, the /proc tree,
+    /// or the first of the two that works
+    #[arg(long, value_enum, default_value_t = MeasureArg::Auto)]
+    measure: MeasureArg,
     #[command(flatten)]
     shape: Shape,
     /// Messages in total per repetition [default: 20000]
@@ -158,6 +167,24 @@ struct AllArgs {
     out: PathBuf,
 }
 
+/// `--measure`: see [`run::Measure`].
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MeasureArg {
+    Auto,
+    Cgroup,
+    Proc,
+}
+
+impl From<MeasureArg> for run::Measure {
+    fn from(m: MeasureArg) -> run::Measure {
+        match m {
+            MeasureArg::Auto => run::Measure::Auto,
+            MeasureArg::Cgroup => run::Measure::Cgroup,
+            MeasureArg::Proc => run::Measure::Proc,
+        }
+    }
+}
+
 fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -179,6 +206,7 @@ fn main() -> ExitCode {
             repeat: a.repeat as usize,
             messages: a.messages,
             out: a.out,
+            measure: run::Measure::Auto,
         }),
     };
     match result {
@@ -291,15 +319,21 @@ fn cmd_load(a: LoadArgs) -> Result<bool, String> {
 }
 
 fn cmd_run(a: RunArgs) -> Result<bool, String> {
-    let bin = run::existing_binary(&a.model)?;
+    let (name, bin) = match (&a.model, &a.bin) {
+        (Some(model), _) => (format!("echo-{model}"), run::existing_binary(model)?),
+        (None, Some(bin)) if bin.is_file() => (bin.display().to_string(), bin.clone()),
+        (None, Some(bin)) => return Err(format!("{} is not a file", bin.display())),
+        (None, None) => return Err("give a model or --bin".into()),
+    };
     let spec = spec_of(
         ([127, 0, 0, 1], 0).into(),
         &a.shape,
         stop_of(a.messages, a.duration, 50_000),
     );
     let pinning = run::pin_self();
-    println!("echo-{}: {}", a.model, pinning.describe());
-    println!("{}", run::SAMPLING_NOTE);
+    let (method, why) = run::choose_method(a.measure.into())?;
+    println!("{name}: {}", pinning.describe());
+    println!("{}", run::describe_method(method, why.as_deref()));
     let mut reps = Vec::new();
     let mut ok = true;
     for r in 1..=a.repeat {
@@ -308,7 +342,7 @@ fn cmd_run(a: RunArgs) -> Result<bool, String> {
             a.repeat,
             spec.describe().replace("127.0.0.1:0", "a fresh server")
         );
-        let rep = run::one_rep(&bin, &a.model_args, &spec, &pinning)?;
+        let rep = run::one_rep(&bin, &a.model_args, &spec, &pinning, method)?;
         print!("{}", run::render_rep(&rep));
         ok &= rep.load.ok();
         reps.push(rep);
@@ -316,7 +350,10 @@ fn cmd_run(a: RunArgs) -> Result<bool, String> {
     println!("{}", run::render_summary(&reps));
     if let Some(path) = a.json {
         let mut params = parameters(&spec);
-        params.insert("model".to_string(), a.model.clone());
+        match &a.model {
+            Some(model) => params.insert("model".to_string(), model.clone()),
+            None => params.insert("bin".to_string(), name.clone()),
+        };
         let json = report::json_result(&report::command_line(), params, &reps)
             .ok_or("no result to write")?;
         report::write_json(&path, vec![json])?;

@@ -1,320 +1,260 @@
-//! Sampling a server's process tree from `/proc` while it is under load.
+//! Measuring a server's whole process tree over the load's window, from
+//! counters read at the window's start and end: no thread samples while
+//! the load runs, so the load generator's CPU is the load's alone.
 //!
-//! Reads `/proc/<pid>/stat` (parent, CPU ticks, thread count),
-//! `/proc/<pid>/status` (`VmRSS`), `/proc/<pid>/task/<tid>/status`
-//! (context switches) every [`INTERVAL`] on a thread of its own, and each
-//! process's CPU clock (`clock_getcpuclockid(3)` + `clock_gettime(2)`:
-//! nanoseconds, every thread of the process, live or exited).
+//! Two ways, the first that works is used and named in every report:
+//! - A cgroup per repetition ([`echo_conformance::cgroup`], v2 or v1): the
+//!   server joins it before `exec`, so the kernel charges it and everything
+//!   it forks. CPU is `cpuacct.usage` (v1) or `cpu.stat usage_usec` (v2),
+//!   nanoseconds or microseconds, every task included: children that exit
+//!   in the window, children reaped automatically, reparented ones. Memory
+//!   is the group's charge peak (`memory.max_usage_in_bytes` reset at the
+//!   start, or `memory.peak`): a page shared copy-on-write by N children is
+//!   charged once; kernel memory (page tables, stacks) is in it too, so it
+//!   is somewhat above a resident set size. Peak tasks is `pids.peak`
+//!   (threads of every process; since the server started).
+//! - The `/proc` tree ([`echo_conformance::tree`]) when no cgroup can be
+//!   made (not root, not mounted): CPU is each live process's CPU clock
+//!   (`clock_getcpuclockid(3)`) plus what the root reaped (`cutime +
+//!   cstime`), which misses children reaped automatically (`SIGCHLD`
+//!   ignored) or reparented, and children that both start and end inside
+//!   the window; memory is the proportional set size (`Pss`), read at the
+//!   two edges only, so a peak between them is missed.
 //!
-//! Trade-offs, said once here and in the printed output:
-//! - The tree is the root plus every live descendant found through the
-//!   `ppid` field, so fork-per-client and prefork children count. CPU is the
-//!   root's own and reaped-children time (`utime+stime+cutime+cstime`) plus
-//!   the live descendants' own: a child moves from one term to the other
-//!   when it is reaped, so nothing is counted twice. Those figures come in
-//!   clock ticks (10 ms), too coarse for a run of a fraction of a second,
-//!   so the total behind "CPU µs per echo" is taken from each process's CPU
-//!   clock (nanoseconds, and it keeps the time of threads that have exited,
-//!   which per-thread files lose). A child process that is reaped between
-//!   two samples takes its clock with it, so for a tree that had several
-//!   processes the larger of the two totals is used.
-//! - Context switches are summed over every (pid, tid) ever seen, keeping
-//!   the largest value read for each, so threads that exit mid-run still
-//!   count; a thread that lives less than one interval may be missed.
-//! - Peaks (RSS, threads, processes) are maxima over samples: a spike
-//!   shorter than the interval may be missed.
-//! - The sampler runs in the load generator's process and on its CPU. When
-//!   one sample takes longer than a tenth of [`INTERVAL`] (thousands of
-//!   server threads), it waits ten times as long as the sample took, so it
-//!   never takes more than about a tenth of that CPU. The load's own CPU
-//!   figure counts the load threads only.
+//! Either way, context switches, threads and processes come from `/proc`
+//! for the tasks present at the edges: a task that exits in the window
+//! takes its switches with it, so those are lower bounds.
 
 use std::collections::HashMap;
-use std::fs;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
-/// Time between two samples.
-pub const INTERVAL: Duration = Duration::from_millis(50);
+use echo_conformance::ServerProcess;
+use echo_conformance::tree;
 
-/// What the tree used over a measured window.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ServerStats {
-    /// User CPU seconds.
-    pub cpu_user_s: f64,
-    /// System CPU seconds.
-    pub cpu_sys_s: f64,
-    /// Total CPU seconds at nanosecond resolution (see the module header);
-    /// what the CPU cost per echo is computed from.
-    pub cpu_total_s: f64,
-    /// Voluntary context switches (blocking waits).
-    pub ctx_voluntary: u64,
-    /// Involuntary context switches (preemptions).
-    pub ctx_involuntary: u64,
-    /// Largest summed resident set size seen.
-    pub peak_rss_bytes: u64,
-    /// Most threads seen at once, over all processes of the tree.
-    pub threads: u64,
-    /// Most processes seen at once.
-    pub processes: u64,
-}
-
-/// One reading of the tree.
-#[derive(Debug, Clone, Copy, Default)]
-struct Snapshot {
-    user_ticks: u64,
-    sys_ticks: u64,
-    /// Sum over every (pid, tid) ever seen of its largest count.
-    voluntary: u64,
-    involuntary: u64,
-    /// Sum over every process ever seen of its largest CPU-clock reading.
-    cpu_ns: u64,
-}
-
-#[derive(Default)]
-struct State {
-    /// (pid, tid) -> largest (voluntary, involuntary) read.
-    ctx: HashMap<(i32, i32), (u64, u64)>,
-    /// pid -> largest CPU-clock nanoseconds read.
-    cpu_ns: HashMap<i32, u64>,
-    peak_rss: u64,
-    peak_threads: u64,
-    peak_procs: u64,
-}
-
-/// A running sampler; [`Sampler::mark`] takes a synchronous snapshot for
-/// the edges of the measured window.
-pub struct Sampler {
-    root: i32,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-    start: Option<Snapshot>,
-    end: Option<Snapshot>,
-}
-
-impl Sampler {
-    /// Starts sampling the tree rooted at `root`.
-    pub fn start(root: u32) -> Sampler {
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let root = root as i32;
-        let handle = {
-            let (state, stop) = (state.clone(), stop.clone());
-            thread::Builder::new()
-                .name("sampler".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let took = Instant::now();
-                        sample(root, &state);
-                        // The sampler shares the load generator's CPU. A
-                        // tree of 10,000 threads takes milliseconds to read,
-                        // so back off to keep it under ~10 % of that CPU.
-                        thread::sleep(INTERVAL.max(took.elapsed() * 10));
-                    }
-                })
-                .ok()
-        };
-        Sampler {
-            root,
-            state,
-            stop,
-            handle,
-            start: None,
-            end: None,
-        }
-    }
-
-    /// Snapshot at the start of the window.
-    pub fn mark_start(&mut self) {
-        let snap = sample(self.root, &self.state);
-        // Peaks are meant for the loaded server; the baseline before the
-        // window is still in them, which is what the server costs at rest.
-        self.start = Some(snap);
-    }
-
-    /// Snapshot at the end of the window.
-    pub fn mark_end(&mut self) {
-        self.end = Some(sample(self.root, &self.state));
-    }
-
-    /// Stops the thread and returns the figures for the window.
-    pub fn finish(mut self) -> ServerStats {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        let (Some(a), Some(b)) = (self.start, self.end) else {
-            return ServerStats::default();
-        };
-        let tick = clock_ticks_per_second();
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let cpu_user_s = b.user_ticks.saturating_sub(a.user_ticks) as f64 / tick;
-        let cpu_sys_s = b.sys_ticks.saturating_sub(a.sys_ticks) as f64 / tick;
-        let precise = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e9;
-        let cpu_total_s = if precise == 0.0 {
-            cpu_user_s + cpu_sys_s
-        } else if st.peak_procs > 1 {
-            precise.max(cpu_user_s + cpu_sys_s)
-        } else {
-            precise
-        };
-        ServerStats {
-            cpu_user_s,
-            cpu_sys_s,
-            cpu_total_s,
-            ctx_voluntary: b.voluntary.saturating_sub(a.voluntary),
-            ctx_involuntary: b.involuntary.saturating_sub(a.involuntary),
-            peak_rss_bytes: st.peak_rss,
-            threads: st.peak_threads,
-            processes: st.peak_procs,
-        }
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    use nix::unistd::{SysconfVar, sysconf};
-    match sysconf(SysconfVar::CLK_TCK) {
-        Ok(Some(t)) if t > 0 => t as f64,
-        _ => 100.0,
-    }
-}
-
-/// The fields of `/proc/<pid>/stat` we use.
+/// How a repetition's server figures were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    /// Process id.
-    pub pid: i32,
-    /// Parent process id.
-    pub ppid: i32,
-    /// User ticks.
-    pub utime: u64,
-    /// System ticks.
-    pub stime: u64,
-    /// User ticks of reaped children.
-    pub cutime: u64,
-    /// System ticks of reaped children.
-    pub cstime: u64,
-    /// Threads in the process.
-    pub threads: u64,
+pub enum Method {
+    /// A cgroup v2 group per repetition.
+    CgroupV2,
+    /// cgroup v1 groups (cpuacct, memory, pids) per repetition.
+    CgroupV1,
+    /// The `/proc` tree, read at the window's edges.
+    Proc,
 }
 
-/// Parses one `/proc/<pid>/stat` line. The command name is in parentheses
-/// and may itself contain spaces and parentheses, so fields are counted
-/// from the last `)`.
-pub fn parse_stat(line: &str) -> Option<Stat> {
-    let (head, tail) = line.rsplit_once(')')?;
-    let pid = head.split_once('(')?.0.trim().parse().ok()?;
-    // tail starts at field 3 (state); field n is at index n - 3.
-    let f: Vec<&str> = tail.split_whitespace().collect();
-    let num = |n: usize| f.get(n - 3)?.parse::<i64>().ok();
-    Some(Stat {
-        pid,
-        ppid: num(4)? as i32,
-        utime: num(14)? as u64,
-        stime: num(15)? as u64,
-        cutime: num(16)?.max(0) as u64,
-        cstime: num(17)?.max(0) as u64,
-        threads: num(20)?.max(0) as u64,
-    })
-}
-
-/// Reads a `Key:   value` line of a `/proc` status file.
-pub fn status_field(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-/// A process's CPU time in nanoseconds, all its threads included, read
-/// from its CPU-time clock; `None` if it is gone or not ours to read.
-fn process_cpu_ns(pid: i32) -> Option<u64> {
-    use nix::time::{clock_getcpuclockid, clock_gettime};
-    let clock = clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
-    let t = clock_gettime(clock).ok()?;
-    Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-}
-
-/// The root and its live descendants.
-fn tree(root: i32) -> Vec<Stat> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let all: Vec<Stat> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
-        .collect();
-    let mut members: Vec<Stat> = all.iter().filter(|s| s.pid == root).copied().collect();
-    let mut i = 0;
-    while i < members.len() {
-        let parent = members[i].pid;
-        members.extend(all.iter().filter(|s| s.ppid == parent && s.pid != root));
-        i += 1;
+impl Method {
+    /// Short name used in JSON and tables: `cgroup-v2`, `cgroup-v1`, `proc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::CgroupV2 => "cgroup-v2",
+            Method::CgroupV1 => "cgroup-v1",
+            Method::Proc => "proc",
+        }
     }
-    members
-}
 
-fn sample(root: i32, state: &Mutex<State>) -> Snapshot {
-    let members = tree(root);
-    let mut snap = Snapshot::default();
-    let mut rss = 0;
-    let mut threads = 0;
-    let mut per_thread = Vec::new();
-    let mut on_cpu = Vec::new();
-    for s in &members {
-        snap.user_ticks += s.utime;
-        snap.sys_ticks += s.stime;
-        if s.pid == root {
-            snap.user_ticks += s.cutime;
-            snap.sys_ticks += s.cstime;
-        }
-        threads += s.threads;
-        if let Some(ns) = process_cpu_ns(s.pid) {
-            on_cpu.push((s.pid, ns));
-        }
-        if let Ok(st) = fs::read_to_string(format!("/proc/{}/status", s.pid)) {
-            rss += status_field(&st, "VmRSS").unwrap_or(0) * 1024;
-        }
-        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", s.pid)) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Ok(st) = fs::read_to_string(format!("/proc/{}/task/{tid}/status", s.pid)) {
-                let v = status_field(&st, "voluntary_ctxt_switches").unwrap_or(0);
-                let n = status_field(&st, "nonvoluntary_ctxt_switches").unwrap_or(0);
-                per_thread.push(((s.pid, tid), (v, n)));
+    /// What the figures mean under this method, in one sentence.
+    pub fn note(self) -> &'static str {
+        match self {
+            Method::CgroupV2 | Method::CgroupV1 => {
+                "server CPU and peak memory are exact for the whole process tree (a cgroup per \
+                 repetition: every task, exited and auto-reaped ones included; shared pages \
+                 charged once; memory includes kernel memory such as page tables, and excludes \
+                 file pages, such as the binary's, that others brought into the page cache, so \
+                 a small server shows less than its RSS); the user/system split is the \
+                 kernel's tick-sampled one and need not add up to the total; peak tasks is pids.peak; \
+                 context switches and processes are read from /proc at the window's edges, \
+                 lower bounds for tasks that exit in the window"
+            }
+            Method::Proc => {
+                "no cgroup: server CPU is the live processes' CPU clocks plus the root's reaped \
+                 children, read at the window's edges: it misses auto-reaped and reparented \
+                 children and those that start and end in the window; memory is the summed \
+                 PSS at the edges; context switches, threads and processes are read at the \
+                 edges, lower bounds"
             }
         }
     }
-    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-    for (key, (v, n)) in per_thread {
-        let e = st.ctx.entry(key).or_default();
-        e.0 = e.0.max(v);
-        e.1 = e.1.max(n);
+}
+
+/// What the tree used over a measured window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerStats {
+    /// How these were measured.
+    pub method: Method,
+    /// User CPU seconds. Sampled at clock ticks by the kernel (cgroup) or
+    /// in ticks (`/proc`): a coarse split, not a part of the total.
+    pub cpu_user_s: f64,
+    /// System CPU seconds, as coarse as the user figure.
+    pub cpu_sys_s: f64,
+    /// Total CPU seconds (nanosecond counters); what the CPU cost per echo
+    /// is computed from.
+    pub cpu_total_s: f64,
+    /// Voluntary context switches (blocking waits), a lower bound.
+    pub ctx_voluntary: u64,
+    /// Involuntary context switches (preemptions), a lower bound.
+    pub ctx_involuntary: u64,
+    /// True when tasks exited in the window, so that the switch counts
+    /// above miss theirs (thread-per-client's threads end with their
+    /// connections, before the window's end is read).
+    pub ctx_lower_bound: bool,
+    /// Peak memory in bytes: the cgroup's charge peak, or the largest
+    /// summed PSS at the edges.
+    pub peak_memory_bytes: u64,
+    /// Most threads (tasks) at once over all processes.
+    pub threads: u64,
+    /// Most processes seen at the edges.
+    pub processes: u64,
+}
+
+/// One reading at a window edge.
+#[derive(Debug, Clone, Default)]
+struct Edge {
+    cpu_ns: u64,
+    user_ns: u64,
+    sys_ns: u64,
+    /// tid -> (voluntary, involuntary).
+    switches: HashMap<u32, (u64, u64)>,
+    threads: u64,
+    processes: u64,
+    /// Fallback only: summed PSS.
+    pss: u64,
+}
+
+/// Reads a server's counters at the window's edges.
+pub struct Meter {
+    method: Method,
+    start: Option<Edge>,
+    end: Option<Edge>,
+    /// Cgroup only: the charge peak and `pids.peak` read at the end.
+    peak_memory: Option<u64>,
+    peak_tasks: Option<u64>,
+}
+
+impl Meter {
+    /// A meter for a server spawned for `method` (into a cgroup for the
+    /// cgroup methods).
+    pub fn new(method: Method) -> Meter {
+        Meter {
+            method,
+            start: None,
+            end: None,
+            peak_memory: None,
+            peak_tasks: None,
+        }
     }
-    for (key, ns) in on_cpu {
-        let e = st.cpu_ns.entry(key).or_default();
-        *e = (*e).max(ns);
+
+    /// The window opens. The slow `/proc` reads come first and the CPU
+    /// counters last, so the CPU interval starts as close as possible to
+    /// the load's first message.
+    pub fn mark_start(&mut self, server: &mut ServerProcess) {
+        let mut edge = Edge::default();
+        self.read_tasks(server, &mut edge);
+        if let Some(cg) = server.cgroup_mut() {
+            if let Err(e) = cg.reset_memory_peak() {
+                eprintln!("warning: {e}; the memory peak covers the server's whole life");
+            }
+            if let Some(c) = cg.cpu() {
+                (edge.cpu_ns, edge.user_ns, edge.sys_ns) = (c.total_ns, c.user_ns, c.system_ns);
+            }
+        } else {
+            self.read_tree_cpu(server.pid(), &mut edge);
+        }
+        self.start = Some(edge);
     }
-    snap.cpu_ns = st.cpu_ns.values().sum();
-    snap.voluntary = st.ctx.values().map(|c| c.0).sum();
-    snap.involuntary = st.ctx.values().map(|c| c.1).sum();
-    st.peak_rss = st.peak_rss.max(rss);
-    st.peak_threads = st.peak_threads.max(threads);
-    st.peak_procs = st.peak_procs.max(members.len() as u64);
-    snap
+
+    /// The window closes: CPU first, then the rest.
+    pub fn mark_end(&mut self, server: &ServerProcess) {
+        let mut edge = Edge::default();
+        if let Some(cg) = server.cgroup() {
+            if let Some(c) = cg.cpu() {
+                (edge.cpu_ns, edge.user_ns, edge.sys_ns) = (c.total_ns, c.user_ns, c.system_ns);
+            }
+            self.peak_memory = cg.memory_peak();
+            self.peak_tasks = cg.tasks_peak();
+        } else {
+            self.read_tree_cpu(server.pid(), &mut edge);
+        }
+        self.read_tasks(server, &mut edge);
+        self.end = Some(edge);
+    }
+
+    /// Live processes of the server now: the cgroup's, or the `/proc` tree.
+    fn processes(server: &ServerProcess) -> Vec<u32> {
+        match server.cgroup() {
+            Some(cg) => cg.procs(),
+            None => tree::pids(server.pid()),
+        }
+    }
+
+    fn read_tasks(&self, server: &ServerProcess, edge: &mut Edge) {
+        let pids = Meter::processes(server);
+        edge.processes = pids.len() as u64;
+        for &pid in &pids {
+            let tasks = tree::task_switches(pid);
+            edge.threads += tasks.len() as u64;
+            for (tid, v, n) in tasks {
+                edge.switches.insert(tid, (v, n));
+            }
+            if self.method == Method::Proc {
+                edge.pss += tree::process_pss_bytes(pid).unwrap_or(0);
+            }
+        }
+    }
+
+    /// The fallback's CPU: live processes' CPU clocks (ns) and ticks for
+    /// the user/system split, plus the root's reaped children.
+    fn read_tree_cpu(&self, root: u32, edge: &mut Edge) {
+        let members = tree::members(root);
+        let Some(first) = members.first() else {
+            return;
+        };
+        let tick_ns = 1_000_000_000 / tree::clock_ticks_per_second();
+        let live: u64 = members
+            .iter()
+            .filter_map(|s| tree::process_cpu_ns(s.pid))
+            .sum();
+        edge.cpu_ns = live + (first.cutime + first.cstime) * tick_ns;
+        edge.user_ns = (members.iter().map(|s| s.utime).sum::<u64>() + first.cutime) * tick_ns;
+        edge.sys_ns = (members.iter().map(|s| s.stime).sum::<u64>() + first.cstime) * tick_ns;
+    }
+
+    /// The figures for the window; `None` if an edge was never read (the
+    /// load failed before its window opened).
+    pub fn finish(self) -> Option<ServerStats> {
+        let (a, b) = (self.start?, self.end?);
+        let s = |ns: u64| ns as f64 / 1e9;
+        // Switches per thread present at both edges, plus all of those of
+        // threads born in the window; threads that died in it are lost.
+        let (mut vol, mut invol) = (0, 0);
+        for (tid, (v, n)) in &b.switches {
+            let (v0, n0) = a.switches.get(tid).copied().unwrap_or((0, 0));
+            vol += v.saturating_sub(v0);
+            invol += n.saturating_sub(n0);
+        }
+        let cgroup = self.method != Method::Proc;
+        let exited = a.switches.keys().any(|tid| !b.switches.contains_key(tid))
+            || self
+                .peak_tasks
+                .is_some_and(|peak| peak > b.switches.len() as u64);
+        Some(ServerStats {
+            method: self.method,
+            cpu_user_s: s(b.user_ns.saturating_sub(a.user_ns)),
+            cpu_sys_s: s(b.sys_ns.saturating_sub(a.sys_ns)),
+            cpu_total_s: s(b.cpu_ns.saturating_sub(a.cpu_ns)),
+            ctx_voluntary: vol,
+            ctx_involuntary: invol,
+            ctx_lower_bound: exited,
+            peak_memory_bytes: if cgroup {
+                self.peak_memory.unwrap_or(0)
+            } else {
+                a.pss.max(b.pss)
+            },
+            threads: match (cgroup, self.peak_tasks) {
+                (true, Some(t)) => t,
+                _ => a.threads.max(b.threads),
+            },
+            processes: a.processes.max(b.processes),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -322,62 +262,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_with_awkward_command_name() {
-        let line = "4242 (echo (x) y) S 17 4242 17 0 -1 4194560 120 0 0 0 \
-                    33 44 5 6 20 0 3 0 12345 1000000 200 18446744073709551615";
-        let s = parse_stat(line).unwrap();
-        assert_eq!(
-            s,
-            Stat {
-                pid: 4242,
-                ppid: 17,
-                utime: 33,
-                stime: 44,
-                cutime: 5,
-                cstime: 6,
-                threads: 3
-            }
-        );
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn status_fields() {
-        let st = "Name:\tx\nVmRSS:\t    1234 kB\nvoluntary_ctxt_switches:\t7\n\
-                  nonvoluntary_ctxt_switches:\t9\n";
-        assert_eq!(status_field(st, "VmRSS"), Some(1234));
-        assert_eq!(status_field(st, "voluntary_ctxt_switches"), Some(7));
-        assert_eq!(status_field(st, "nonvoluntary_ctxt_switches"), Some(9));
-        assert_eq!(status_field(st, "VmSwap"), None);
-    }
-
-    #[test]
-    fn samples_this_process_and_a_child() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .expect("sleep exists");
-        let me = std::process::id();
-        let members = tree(me as i32);
-        assert_eq!(members[0].pid, me as i32);
-        assert!(members.iter().any(|s| s.pid == child.id() as i32));
-        let mut s = Sampler::start(me);
-        s.mark_start();
-        // Burn a little CPU so the window is not empty of work.
-        let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_add(i * i) ^ (x >> 3);
-        }
-        std::hint::black_box(x);
-        s.mark_end();
-        let stats = s.finish();
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(stats.processes >= 2, "{stats:?}");
-        assert!(stats.threads >= 2, "{stats:?}");
-        assert!(stats.peak_rss_bytes > 0, "{stats:?}");
-        // The loop above ran on this process's CPU time: the precise total
-        // must have seen it.
-        assert!(stats.cpu_total_s > 0.0, "{stats:?}");
+    fn switches_count_threads_born_in_the_window_and_not_the_dead() {
+        let mut m = Meter::new(Method::Proc);
+        let mut a = Edge::default();
+        a.switches.insert(1, (10, 1));
+        a.switches.insert(2, (5, 5)); // dies in the window
+        let mut b = Edge {
+            cpu_ns: 3_000_000_000,
+            pss: 7,
+            threads: 2,
+            processes: 1,
+            ..Edge::default()
+        };
+        b.switches.insert(1, (15, 2));
+        b.switches.insert(3, (4, 0)); // born in the window
+        a.pss = 9;
+        m.start = Some(a);
+        m.end = Some(b);
+        let s = m.finish().unwrap();
+        assert_eq!((s.ctx_voluntary, s.ctx_involuntary), (9, 1));
+        assert!(s.ctx_lower_bound, "thread 2 died in the window");
+        assert_eq!(s.cpu_total_s, 3.0);
+        assert_eq!(s.peak_memory_bytes, 9);
+        assert_eq!((s.threads, s.processes), (2, 1));
+        assert_eq!(Meter::new(Method::Proc).finish(), None);
     }
 }

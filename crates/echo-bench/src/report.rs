@@ -22,7 +22,8 @@ use crate::stats::{self, Percentiles, summarize};
 pub struct Rep {
     /// The workload's result.
     pub load: LoadResult,
-    /// The sampled server tree over the same window (`None` for `load`).
+    /// The server tree over the same window (`None` for `load`, or when the
+    /// window never opened).
     pub server: Option<ServerStats>,
 }
 
@@ -84,23 +85,31 @@ pub struct JsonResult {
 /// Server figures: means over repetitions, maxima for the peaks.
 #[derive(Debug, Serialize)]
 pub struct ServerJson {
+    /// How they were measured: `cgroup-v2`, `cgroup-v1` or `proc`.
+    pub measurement: String,
+    /// What that measurement covers and misses, in one sentence.
+    pub measurement_note: String,
     /// Mean user CPU seconds.
     pub cpu_user_s: f64,
     /// Mean system CPU seconds.
     pub cpu_sys_s: f64,
-    /// Mean total CPU seconds at nanosecond resolution (`schedstat`).
+    /// Mean total CPU seconds of the whole tree (cgroup counters, or the
+    /// processes' CPU clocks for `proc`).
     pub cpu_total_s: f64,
     /// Mean CPU microseconds per echo, from `cpu_total_s`.
     pub cpu_us_per_echo: f64,
-    /// Mean voluntary context switches.
+    /// Mean voluntary context switches (lower bound).
     pub ctx_voluntary: f64,
-    /// Mean involuntary context switches.
+    /// Mean involuntary context switches (lower bound).
     pub ctx_involuntary: f64,
-    /// Largest resident set seen.
-    pub peak_rss_bytes: u64,
-    /// Most threads seen.
+    /// True if tasks exited in some repetition's window: the switch counts
+    /// then miss theirs.
+    pub ctx_lower_bound: bool,
+    /// Largest peak memory: the cgroup's charge peak, or summed PSS.
+    pub peak_memory_bytes: u64,
+    /// Most threads (tasks) at once.
     pub threads: u64,
-    /// Most processes seen.
+    /// Most processes seen at the window's edges.
     pub processes: u64,
 }
 
@@ -128,7 +137,9 @@ pub fn json_result(
     let servers: Vec<ServerStats> = reps.iter().filter_map(|r| r.server).collect();
     let over =
         |f: &dyn Fn(&ServerStats) -> f64| stats::mean(&servers.iter().map(f).collect::<Vec<_>>());
-    let server = (!servers.is_empty()).then(|| ServerJson {
+    let server = servers.first().map(|first| ServerJson {
+        measurement: first.method.name().to_string(),
+        measurement_note: first.method.note().to_string(),
         cpu_user_s: over(&|s| s.cpu_user_s),
         cpu_sys_s: over(&|s| s.cpu_sys_s),
         cpu_total_s: over(&|s| s.cpu_total_s),
@@ -140,7 +151,12 @@ pub fn json_result(
         ),
         ctx_voluntary: over(&|s| s.ctx_voluntary as f64),
         ctx_involuntary: over(&|s| s.ctx_involuntary as f64),
-        peak_rss_bytes: servers.iter().map(|s| s.peak_rss_bytes).max().unwrap_or(0),
+        ctx_lower_bound: servers.iter().any(|s| s.ctx_lower_bound),
+        peak_memory_bytes: servers
+            .iter()
+            .map(|s| s.peak_memory_bytes)
+            .max()
+            .unwrap_or(0),
         threads: servers.iter().map(|s| s.threads).max().unwrap_or(0),
         processes: servers.iter().map(|s| s.processes).max().unwrap_or(0),
     });
@@ -231,7 +247,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
         "| model | msgs/s (mean ± sd) | relative | p50 µs | p99 µs | max µs | server CPU µs/echo \
-         | ctx vol / invol | peak RSS MiB | threads | procs | client-bound |\n\
+         | ctx vol / invol | peak mem MiB | threads | procs | client-bound |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let tput = |r: &Row| {
@@ -272,8 +288,12 @@ pub fn markdown_table(rows: &[Row]) -> String {
                 .filter_map(Rep::cpu_us_per_echo)
                 .collect::<Vec<_>>(),
         );
-        let rss =
-            servers.iter().map(|s| s.peak_rss_bytes).max().unwrap_or(0) as f64 / (1 << 20) as f64;
+        let mem = servers
+            .iter()
+            .map(|s| s.peak_memory_bytes)
+            .max()
+            .unwrap_or(0) as f64
+            / (1 << 20) as f64;
         let threads = servers.iter().map(|s| s.threads).max().unwrap_or(0);
         let procs = servers.iter().map(|s| s.processes).max().unwrap_or(0);
         let bound = row.reps.iter().any(|r| r.load.saturated());
@@ -283,9 +303,15 @@ pub fn markdown_table(rows: &[Row]) -> String {
         } else {
             row.model.clone()
         };
+        // "≥": tasks exited in the window, their switches are not counted.
+        let at_least = if servers.iter().any(|s| s.ctx_lower_bound) {
+            "≥ "
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
+            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {at_least}{:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
             t.mean,
             t.stddev.unwrap_or(0.0),
             if best > 0.0 { t.mean / best } else { 0.0 },
@@ -295,7 +321,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
             cpu,
             m(&|s| s.ctx_voluntary as f64),
             m(&|s| s.ctx_involuntary as f64),
-            rss,
+            mem,
             if bound { "**yes**" } else { "no" },
         );
     }
@@ -306,6 +332,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use crate::load::{Errors, LoadSpec, Stop};
+    use crate::proc::Method;
     use std::time::Duration;
 
     fn rep(elapsed_ms: u64, messages: u64, cpu_s: f64) -> Rep {
@@ -333,12 +360,14 @@ mod tests {
                 cpus: 1,
             },
             server: Some(ServerStats {
+                method: Method::CgroupV1,
                 cpu_user_s: cpu_s,
                 cpu_sys_s: cpu_s,
                 cpu_total_s: 2.0 * cpu_s,
                 ctx_voluntary: 10,
                 ctx_involuntary: 2,
-                peak_rss_bytes: 1 << 20,
+                ctx_lower_bound: false,
+                peak_memory_bytes: 1 << 20,
                 threads: 3,
                 processes: 1,
             }),
@@ -357,6 +386,7 @@ mod tests {
         let s = r.server.as_ref().unwrap();
         // 1 s of CPU for 1000 echoes
         assert!((s.cpu_us_per_echo - 1000.0).abs() < 1e-9);
+        assert_eq!(s.measurement, "cgroup-v1");
         let v = serde_json::to_value(&r).unwrap();
         for key in [
             "command",

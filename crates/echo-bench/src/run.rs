@@ -1,9 +1,13 @@
-//! `echo-bench run`: one model, spawned fresh for every repetition, pinned
-//! away from the load, sampled from `/proc` while the load runs.
+//! `echo-bench run`: one model (or any binary that follows the server
+//! contract), spawned fresh for every repetition in a cgroup and a process
+//! group of its own, pinned away from the load, measured by counters read
+//! at the edges of the load's window ([`crate::proc`]).
 //!
-//! Syscalls: `fork`/`execve` through `std::process`, `sched_setaffinity(2)`
-//! in the child before `exec` and on our own thread before the load threads
-//! are spawned (they inherit it), `kill(2)` with SIGTERM to stop the server.
+//! Syscalls: `fork`/`execve` through `std::process`; in the child before
+//! `exec`, `sched_setaffinity(2)`, `prctl(PR_SET_PDEATHSIG)` and a write to
+//! the cgroup's `cgroup.procs`; `sched_setaffinity(2)` on our own thread
+//! before the load threads are spawned (they inherit it); `kill(2)` with
+//! SIGTERM to stop the server, then SIGKILL to its group and cgroup.
 //!
 //! Pinning the server to CPU 0 and the client to CPU 1 keeps them from
 //! fighting for one core, which would make every design look alike; it also
@@ -15,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use echo_conformance::ServerProcess;
+use echo_conformance::cgroup::{Cgroup, Version};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 use crate::load::{self, LoadSpec, Window};
-use crate::proc::{self, Sampler};
+use crate::proc::{Meter, Method};
 use crate::report::Rep;
 use crate::stats::{Percentiles, summarize};
 
@@ -110,40 +115,112 @@ pub fn pin_self() -> Pinning {
     Pinning::Pinned
 }
 
-/// One repetition: fresh server, load, sampled figures, server stopped.
+/// Which measurement `run` and `all` should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// A cgroup if one can be made, else the `/proc` tree.
+    Auto,
+    /// A cgroup, or an error.
+    Cgroup,
+    /// The `/proc` tree, even where a cgroup could be made.
+    Proc,
+}
+
+/// Decides the method once per run, by making (and removing) a probe
+/// group; with `Auto`, a failure is the reason printed for the fallback.
+pub fn choose_method(measure: Measure) -> Result<(Method, Option<String>), String> {
+    if measure == Measure::Proc {
+        return Ok((Method::Proc, Some("--measure proc was asked for".into())));
+    }
+    match Cgroup::create("echo-bench-probe") {
+        Ok(cg) => Ok((method_of(&cg), None)),
+        Err(why) if measure == Measure::Auto => Ok((Method::Proc, Some(why))),
+        Err(why) => Err(format!("cannot make a cgroup: {why}")),
+    }
+}
+
+fn method_of(cg: &Cgroup) -> Method {
+    match cg.version() {
+        Version::V2 => Method::CgroupV2,
+        Version::V1 => Method::CgroupV1,
+    }
+}
+
+/// One line saying which measurement is used and what it means.
+pub fn describe_method(method: Method, why_fallback: Option<&str>) -> String {
+    match why_fallback {
+        Some(why) if method == Method::Proc => {
+            format!("measurement: {} ({why}); {}", method.name(), method.note())
+        }
+        _ => format!("measurement: {}; {}", method.name(), method.note()),
+    }
+}
+
+/// One repetition: fresh server (in a fresh cgroup unless `method` is
+/// [`Method::Proc`]), load, figures from the window's edges, the server
+/// and everything it left stopped.
 pub fn one_rep(
     bin: &Path,
     model_args: &[String],
     spec: &LoadSpec,
     pinning: &Pinning,
+    method: Method,
 ) -> Result<Rep, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--addr", "127.0.0.1:0"]).args(model_args);
-    if *pinning == Pinning::Pinned {
+    let cpu0 = if *pinning == Pinning::Pinned {
         let mut cpu0 = CpuSet::new();
         cpu0.set(0).map_err(|e| format!("cpu set: {e}"))?;
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs in the child between fork and exec, where
-        // only async-signal-safe calls are allowed: it makes one raw
-        // sched_setaffinity system call on a CpuSet built before the fork,
-        // and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                sched_setaffinity(Pid::from_raw(0), &cpu0).map_err(std::io::Error::from)
-            });
-        }
+        Some(cpu0)
+    } else {
+        None
+    };
+    let parent = std::process::id() as i32;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: raw sched_setaffinity on a
+    // CpuSet built before the fork, prctl and getppid; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(cpu0) = &cpu0 {
+                sched_setaffinity(Pid::from_raw(0), cpu0).map_err(std::io::Error::from)?;
+            }
+            // The server has a process group of its own, so Ctrl-C no
+            // longer reaches it: if we die without running our cleanup,
+            // the kernel kills it. (The signal fires when the spawning
+            // thread exits, which is our main thread here.)
+            nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+                .map_err(std::io::Error::from)?;
+            if nix::unistd::getppid().as_raw() != parent {
+                return Err(std::io::Error::other("echo-bench exited during the spawn"));
+            }
+            Ok(())
+        });
     }
-    let server = ServerProcess::spawn_command(cmd)?;
+    let mut server = match method {
+        Method::Proc => ServerProcess::spawn_command(cmd)?,
+        Method::CgroupV1 | Method::CgroupV2 => {
+            let cg = Cgroup::create("echo-bench")?;
+            if method_of(&cg) != method {
+                return Err(format!(
+                    "the cgroup made is {}, not {} as probed",
+                    cg.version().name(),
+                    method.name()
+                ));
+            }
+            ServerProcess::spawn_command_in(cmd, cg)?
+        }
+    };
     let spec = LoadSpec {
         addr: server.addr(),
         ..*spec
     };
-    let mut sampler = Sampler::start(server.pid());
+    let mut meter = Meter::new(method);
     let result = load::run_with(&spec, &mut |w| match w {
-        Window::Start => sampler.mark_start(),
-        Window::End => sampler.mark_end(),
+        Window::Start => meter.mark_start(&mut server),
+        Window::End => meter.mark_end(&server),
     });
-    let stats = sampler.finish();
+    let stats = meter.finish();
     let stopped = server.terminate();
     let load = result?;
     if let Err(e) = stopped {
@@ -151,7 +228,7 @@ pub fn one_rep(
     }
     Ok(Rep {
         load,
-        server: Some(stats),
+        server: stats,
     })
 }
 
@@ -177,17 +254,27 @@ pub fn render_rep(rep: &Rep) -> String {
         s.push_str(&format!("    error: {e}\n"));
     }
     if let Some(sv) = rep.server {
+        let memory = match sv.method {
+            Method::Proc => "summed PSS at the edges",
+            _ => "cgroup charge peak",
+        };
         s.push_str(&format!(
-            "  server: cpu {:.4} s ({:.2} s user + {:.2} s sys in clock ticks) = {:.2} µs per echo; \
-             ctx switches {} voluntary / {} involuntary\n\
-             \x20 server: peak RSS {:.1} MiB, {} thread(s), {} process(es)\n",
+            "  server ({}): cpu {:.4} s ({:.3} s user + {:.3} s sys) = {:.2} µs per echo; \
+             ctx switches {} voluntary / {} involuntary{}\n\
+             \x20 server: peak memory {:.1} MiB ({memory}), {} thread(s), {} process(es)\n",
+            sv.method.name(),
             sv.cpu_total_s,
             sv.cpu_user_s,
             sv.cpu_sys_s,
             rep.cpu_us_per_echo().unwrap_or(0.0),
             sv.ctx_voluntary,
             sv.ctx_involuntary,
-            sv.peak_rss_bytes as f64 / (1 << 20) as f64,
+            if sv.ctx_lower_bound {
+                " (lower bounds: tasks exited in the window took theirs)"
+            } else {
+                ""
+            },
+            sv.peak_memory_bytes as f64 / (1 << 20) as f64,
             sv.threads,
             sv.processes,
         ));
@@ -224,12 +311,3 @@ pub fn render_summary(reps: &[Rep]) -> String {
         ),
     }
 }
-
-/// What the sampler cannot see, said once per run.
-pub const SAMPLING_NOTE: &str = "note: server CPU comes from each process's CPU clock \
-    (exited threads included); context switches, RSS, threads and processes are sampled \
-    from /proc every 50 ms or more, so they are lower bounds: a thread that exits \
-    between two samples loses its last switches";
-
-/// Sampling interval, re-exported for the report header.
-pub const SAMPLE_INTERVAL: std::time::Duration = proc::INTERVAL;

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod cases;
+pub mod cgroup;
 pub mod cli;
 pub mod limits;
 mod process;
@@ -50,7 +51,12 @@ pub const CASES: &[&str] = &[
 
 /// Every fault of the fault suite, in the order it runs them. A model's
 /// expected limits may name these as well as [`CASES`].
-pub const FAULTS: &[&str] = &["sigterm-mid-transfer", "descriptor-storm", "max-conns", "soak"];
+pub const FAULTS: &[&str] = &[
+    "sigterm-mid-transfer",
+    "descriptor-storm",
+    "max-conns",
+    "soak",
+];
 
 /// Why a case or a fault failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,14 +263,13 @@ pub fn run_suite(
     for case in selected {
         let start = Instant::now();
         // A bug in a case must not take the harness down with it.
-        let result = catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(
-            |panic| {
+        let result =
+            catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(|panic| {
                 Err(Failure::Broken(format!(
                     "the case panicked: {}",
                     panic_text(&panic)
                 )))
-            },
-        );
+            });
         let expected = expected_limits.iter().any(|n| n == case);
         let outcome = judge(case, result, expected, start.elapsed());
         on_outcome(&outcome);

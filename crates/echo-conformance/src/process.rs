@@ -7,6 +7,16 @@
 //! like a hung server. Waiting for exit polls `waitpid(2)` (`try_wait`) with
 //! a deadline; std has no timed wait, and a `SIGCHLD` handler would be global
 //! state in a library.
+//!
+//! The server runs in a process group of its own (`setpgid(2)` through
+//! `CommandExt::process_group`), so that stopping it stops whatever it
+//! forked: SIGTERM goes to the server alone (the contract), then SIGKILL to
+//! the whole group (`kill(2)` with a negative pid) and, when the server was
+//! spawned into a [`Cgroup`], to every task left in the group, so nothing
+//! survives into the next repetition. A double-forked process that made
+//! its own session escapes the process group; only the cgroup catches it.
+//! The price of the own group: Ctrl-C at a terminal reaches us, not the
+//! server, so our `Drop` must do the stopping.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -20,6 +30,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::Target;
+use crate::cgroup::Cgroup;
 
 /// How long a server may take to print its readiness line.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +42,9 @@ const TERM_TIMEOUT: Duration = Duration::from_secs(8);
 pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    /// The control group the server was spawned into, if any; dropped
+    /// (tasks killed, directories removed) after the server is stopped.
+    cgroup: Option<Cgroup>,
 }
 
 impl ServerProcess {
@@ -46,8 +60,22 @@ impl ServerProcess {
     /// 10 s for the line `listening on <addr>` on stdout. If the child exits
     /// first: `Err` with its exit status. An unspecified announced address
     /// (`0.0.0.0`) is replaced by loopback, so that it can be connected to.
-    pub fn spawn_command(mut cmd: Command) -> Result<ServerProcess, String> {
-        cmd.stdin(Stdio::null())
+    pub fn spawn_command(cmd: Command) -> Result<ServerProcess, String> {
+        ServerProcess::spawn_inner(cmd, None)
+    }
+
+    /// Like [`spawn_command`](Self::spawn_command), with the child moved into
+    /// `cgroup` before it execs; the group then lives as long as the server
+    /// and is emptied and removed when it is stopped.
+    pub fn spawn_command_in(mut cmd: Command, cgroup: Cgroup) -> Result<ServerProcess, String> {
+        cgroup.join_before_exec(&mut cmd);
+        ServerProcess::spawn_inner(cmd, Some(cgroup))
+    }
+
+    fn spawn_inner(mut cmd: Command, cgroup: Option<Cgroup>) -> Result<ServerProcess, String> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let program = describe(&cmd);
@@ -64,10 +92,15 @@ impl ServerProcess {
         let deadline = Instant::now() + READY_TIMEOUT;
         let why = loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(addr)) => return Ok(ServerProcess { child, addr }),
+                Ok(Ok(addr)) => {
+                    return Ok(ServerProcess {
+                        child,
+                        addr,
+                        cgroup,
+                    });
+                }
                 Ok(Err(Unready::BadLine(why))) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(&mut child);
                     return Err(format!("{program} {why}"));
                 }
                 Ok(Err(Unready::Closed)) => {
@@ -97,8 +130,7 @@ impl ServerProcess {
                 "{program} exited with {status} before printing \"listening on <addr>\""
             ));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_group(&mut child);
         Err(format!("{program} {why}; killed it"))
     }
 
@@ -107,9 +139,19 @@ impl ServerProcess {
         self.addr
     }
 
-    /// The server's process id.
+    /// The server's process id (also its process group id).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The control group the server runs in, if it was spawned into one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Mutable access to the control group, to reset its peaks.
+    pub fn cgroup_mut(&mut self) -> Option<&mut Cgroup> {
+        self.cgroup.as_mut()
     }
 
     /// A client connected to this server, with 5 s read and write timeouts
@@ -156,29 +198,50 @@ impl ServerProcess {
         kill(pid, signal).map_err(|e| format!("cannot send {signal} to {pid}: {e}"))
     }
 
-    /// SIGTERM, then waits up to 8 s; on timeout SIGKILL and
-    /// `Err("did not exit within 8 s of SIGTERM")`.
+    /// SIGTERM to the server, then waits up to 8 s; on timeout SIGKILL and
+    /// `Err("did not exit within 8 s of SIGTERM")`. Either way, whatever is
+    /// left of its process group and of its cgroup (children still
+    /// finishing, say) is then killed: the exit status is the server's.
     pub fn terminate(mut self) -> Result<ExitStatus, String> {
         self.sigterm()?;
-        if let Some(status) = self.wait_timeout(TERM_TIMEOUT) {
-            return Ok(status);
+        let status = self.wait_timeout(TERM_TIMEOUT);
+        // Drop kills the rest: the group, then the cgroup.
+        match status {
+            Some(status) => Ok(status),
+            None => Err(format!(
+                "did not exit within {} s of SIGTERM",
+                TERM_TIMEOUT.as_secs()
+            )),
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Err(format!(
-            "did not exit within {} s of SIGTERM",
-            TERM_TIMEOUT.as_secs()
-        ))
     }
 }
 
 impl Drop for ServerProcess {
-    /// A failing test must not leave a server behind holding a port.
+    /// A failing test must not leave a server behind holding a port, nor a
+    /// forked child burning CPU in the next repetition.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill_group(&mut self.child);
+        // Dropping the cgroup kills its remaining tasks (those that left the
+        // process group too) and removes its directories.
+        self.cgroup.take();
+    }
+}
+
+/// SIGKILL to the child's whole process group, then reaps the child and
+/// waits (bounded) until no member of the group is left. The group id is
+/// the child's pid; signalling it after the child was reaped is safe while
+/// any member lives, since a pid is not reused while a group bears it.
+fn kill_group(child: &mut Child) {
+    let group = Pid::from_raw(-(child.id() as i32));
+    let _ = kill(group, Signal::SIGKILL);
+    let _ = child.wait();
+    // Members die asynchronously; zombies among them are reaped by
+    // whichever process adopted them. kill(-pgid, 0) fails with ESRCH once
+    // the group is empty.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while kill(group, None).is_ok() && Instant::now() < deadline {
+        let _ = kill(group, Signal::SIGKILL);
+        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -353,6 +416,35 @@ mod tests {
         let gone = kill(Pid::from_raw(pid as i32), None).is_err()
             || !Path::new(&format!("/proc/{pid}")).exists();
         assert!(gone, "pid {pid} still exists after drop");
+    }
+
+    #[test]
+    fn terminate_stops_the_whole_process_group() {
+        // SIGTERM reaches the shell alone; its background child would
+        // outlive it, orphaned, without the group kill.
+        let server =
+            ServerProcess::spawn_command(sh("sleep 30 & echo \"listening on 127.0.0.1:1\"; wait"))
+                .unwrap();
+        let pgid = server.pid() as i32;
+        let members = || crate::tree::pids(server.pid());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while members().len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep never started"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        let sleeper = members()[1];
+        let _ = server.terminate();
+        assert!(
+            !crate::tree::alive(sleeper),
+            "pid {sleeper} of group {pgid} survived terminate"
+        );
+        assert!(
+            kill(Pid::from_raw(-pgid), None).is_err(),
+            "group {pgid} still has members"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! memory, CPU time).
 //!
 //! This is the one place that walks `/proc`: the suite uses it to see leaks
-//! and crashes, the harness (`echo-bench run`) to measure a tree when no
-//! cgroup is available.
+//! and crashes, the harness (`echo-bench run`) to read context switches at
+//! the edges of its window and to measure a whole tree when no cgroup is
+//! available ([`crate::cgroup`] is the exact way).
 //!
 //! Descendants are found through the parent pid in `/proc/<pid>/stat`, so a
 //! process that a server double-forked away (reparented to init) is no
@@ -166,7 +167,12 @@ pub fn pss_bytes(root: u32) -> Option<u64> {
     let pids = pids(root);
     let (first, rest) = pids.split_first()?;
     let own = process_pss_bytes(*first)?;
-    Some(own + rest.iter().filter_map(|&p| process_pss_bytes(p)).sum::<u64>())
+    Some(
+        own + rest
+            .iter()
+            .filter_map(|&p| process_pss_bytes(p))
+            .sum::<u64>(),
+    )
 }
 
 /// A process's CPU time in nanoseconds, all its threads included (live or
@@ -198,6 +204,27 @@ pub fn clock_ticks_per_second() -> u64 {
         Ok(Some(t)) if t > 0 => t as u64,
         _ => 100,
     }
+}
+
+/// Context switches of each live thread of `pid`, as `(tid, voluntary,
+/// involuntary)`, from `/proc/<pid>/task/<tid>/status`; empty once it is
+/// gone. A thread that has exited is no longer listed: its switches are lost.
+pub fn task_switches(pid: u32) -> Vec<(u32, u64, u64)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid: u32 = t.file_name().to_str()?.parse().ok()?;
+            let st = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+            Some((
+                tid,
+                status_field(&st, "voluntary_ctxt_switches")?,
+                status_field(&st, "nonvoluntary_ctxt_switches")?,
+            ))
+        })
+        .collect()
 }
 
 /// The soft open-files limit of `pid`, from `/proc/<pid>/limits`; `None`
@@ -270,11 +297,17 @@ mod tests {
         }
         let with_zombie = counts(me).unwrap();
         assert!(!alive(id));
-        assert!(with_zombie.zombies >= before.zombies + 1, "{with_zombie:?}");
+        assert!(with_zombie.zombies > before.zombies, "{with_zombie:?}");
         child.wait().unwrap();
         assert!(!pids(me).contains(&id));
         assert!(members(u32::MAX).is_empty());
         assert_eq!(process_pss_bytes(u32::MAX), None);
         assert!(nofile_soft_limit(me).is_some_and(|n| n > 0));
+        // This test's own thread has switched at least once by now (every
+        // spawn and wait above blocked it).
+        let mine = task_switches(me);
+        assert!(!mine.is_empty());
+        assert!(mine.iter().any(|&(_, v, n)| v + n > 0), "{mine:?}");
+        assert!(task_switches(u32::MAX).is_empty());
     }
 }
