@@ -21,6 +21,7 @@
 
 mod cases;
 pub mod cli;
+mod faults;
 pub mod limits;
 mod process;
 pub mod tree;
@@ -32,6 +33,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use faults::{
+    FaultTarget, MAX_CONNS, SOAK_BYTES, SOAK_CONNS, SOAK_PSS_LIMIT, STORM_CPU_LIMIT, STORM_FACTOR,
+    STORM_NOFILE, run_faults,
+};
 pub use process::ServerProcess;
 
 /// Every case, in the order the suite runs them.
@@ -48,9 +53,16 @@ pub const CASES: &[&str] = &[
     "idle-500",
 ];
 
-/// Every fault of the fault suite, in the order it runs them. A model's
-/// expected limits may name these as well as [`CASES`].
-pub const FAULTS: &[&str] = &["sigterm-mid-transfer", "descriptor-storm", "max-conns", "soak"];
+/// Every fault of the fault suite, in the order it runs them
+/// ([`run_faults`]). A model's expected limits may name these as well as
+/// [`CASES`]. SIGTERM comes last: against an external server it is the
+/// fault that ends it.
+pub const FAULTS: &[&str] = &[
+    "descriptor-storm",
+    "max-conns",
+    "soak",
+    "sigterm-mid-transfer",
+];
 
 /// Why a case or a fault failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +126,10 @@ pub enum Verdict {
     /// The case passed although the design declares it cannot: the
     /// declaration is wrong, which counts as a failure.
     UnexpectedPass,
+    /// The fault could not be run against this target (an external server
+    /// without the pid or the `--max-conns` it needs): neither a pass nor a
+    /// failure, and said so with the reason.
+    NotRun,
 }
 
 impl Verdict {
@@ -137,6 +153,7 @@ impl Verdict {
             Verdict::Fail => "FAIL",
             Verdict::ExpectedLimit => "expected limit",
             Verdict::UnexpectedPass => "UNEXPECTED PASS",
+            Verdict::NotRun => "not run",
         }
     }
 }
@@ -184,7 +201,15 @@ impl Report {
 
     /// Cases that failed or passed unexpectedly.
     pub fn failed(&self) -> usize {
-        self.outcomes.len() - self.passed()
+        self.outcomes.len() - self.passed() - self.not_run()
+    }
+
+    /// Faults that could not be run against the target.
+    pub fn not_run(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::NotRun)
+            .count()
     }
 
     /// True when nothing failed.
@@ -213,7 +238,11 @@ impl fmt::Display for Report {
                 limits.join(", ")
             )?;
         }
-        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())?;
+        match self.not_run() {
+            0 => Ok(()),
+            n => write!(f, ", {n} not run"),
+        }
     }
 }
 
@@ -257,14 +286,13 @@ pub fn run_suite(
     for case in selected {
         let start = Instant::now();
         // A bug in a case must not take the harness down with it.
-        let result = catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(
-            |panic| {
+        let result =
+            catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(|panic| {
                 Err(Failure::Broken(format!(
                     "the case panicked: {}",
                     panic_text(&panic)
                 )))
-            },
-        );
+            });
         let expected = expected_limits.iter().any(|n| n == case);
         let outcome = judge(case, result, expected, start.elapsed());
         on_outcome(&outcome);
