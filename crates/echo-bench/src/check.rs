@@ -74,6 +74,23 @@ fn plan(suite: Suite, names: &[String]) -> Result<Plan, String> {
     })
 }
 
+/// Checks the names given on the command line before anything runs, so that
+/// a typo is a usage error (one line, exit 2), not a failed check.
+pub fn validate(suite: Suite, names: &[String], limits: &[String]) -> Result<(), String> {
+    plan(suite, names)?;
+    for name in limits {
+        if !CASES.contains(&name.as_str()) && !FAULTS.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown case or fault '{name}' in --expect-limit; the cases are: {}; the \
+                 faults: {}",
+                CASES.join(", "),
+                FAULTS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Model `id`: the cases against one server on a free port (stopped
 /// afterwards, which must exit 0), then each fault on a fresh one.
 /// `Ok(true)` iff nothing failed.

@@ -178,7 +178,13 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.cmd {
-        Cmd::Check(a) => cmd_check(a),
+        Cmd::Check(a) => {
+            if let Err(e) = check::validate(a.suite, &a.cases, &a.expect_limit) {
+                eprintln!("echo-bench: {e} (see --help)");
+                return ExitCode::from(echo_protocol::EXIT_USAGE);
+            }
+            cmd_check(a)
+        }
         Cmd::Load(a) => cmd_load(a),
         Cmd::Run(a) => cmd_run(a),
         Cmd::All(a) => all::all(&all::AllOptions {
