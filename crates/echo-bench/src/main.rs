@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run the conformance suite against a model or a running server
+    /// Run the conformance cases and the fault suite against a model or a running server
     Check(CheckArgs),
     /// One fixed, verified workload against a running server, then exit
     Load(LoadArgs),
@@ -55,20 +55,27 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// Model to spawn on a free port
+    /// Model to spawn on a free port (each fault gets a fresh one)
     #[arg(value_parser = PossibleValuesParser::new(run::MODELS),
           required_unless_present = "addr", conflicts_with = "addr")]
     model: Option<String>,
     /// Check a server already listening here instead
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<SocketAddr>,
-    /// Its process id, for the memory check of slow-reader
+    /// Its process id: the memory checks, and the faults that signal or watch it
     #[arg(long, conflicts_with = "model")]
     pid: Option<u32>,
-    /// A case the server cannot meet by design (repeatable)
+    /// The --max-conns it was started with, for the max-conns fault
+    #[arg(long = "max-conns", value_name = "N", conflicts_with = "model",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_conns: Option<u32>,
+    /// A case or fault the server cannot meet by design (repeatable)
     #[arg(long = "expect-limit", value_name = "NAME", conflicts_with = "model")]
     expect_limit: Vec<String>,
-    /// Run only this case (repeatable)
+    /// Which suites to run
+    #[arg(long, value_enum, default_value_t = check::Suite::All)]
+    suite: check::Suite,
+    /// Run only this case or fault (repeatable)
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
     /// Flags passed to the model binary
@@ -198,7 +205,13 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.cmd {
-        Cmd::Check(a) => cmd_check(a),
+        Cmd::Check(a) => {
+            if let Err(e) = check::validate(a.suite, &a.cases, &a.expect_limit) {
+                eprintln!("echo-bench: {e} (see --help)");
+                return ExitCode::from(echo_protocol::EXIT_USAGE);
+            }
+            cmd_check(a)
+        }
         Cmd::Load(a) => cmd_load(a),
         Cmd::Run(a) => cmd_run(a),
         Cmd::All(a) => all::all(&all::AllOptions {
@@ -250,10 +263,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn cmd_check(a: CheckArgs) -> Result<bool, String> {
-    let only = (!a.cases.is_empty()).then_some(a.cases.as_slice());
     match (a.model, a.addr) {
-        (Some(model), _) => check::model(&model, only, &a.model_args),
-        (None, Some(addr)) => check::external(addr, a.pid, &a.expect_limit, only),
+        (Some(model), _) => check::model(&model, a.suite, &a.cases, &a.model_args),
+        (None, Some(addr)) => check::external(
+            addr,
+            a.pid,
+            a.max_conns.map(|n| n as usize),
+            &a.expect_limit,
+            a.suite,
+            &a.cases,
+        ),
         (None, None) => Err("give a model or --addr".into()),
     }
 }

@@ -22,6 +22,7 @@
 mod cases;
 pub mod cgroup;
 pub mod cli;
+mod faults;
 pub mod limits;
 mod process;
 pub mod tree;
@@ -33,6 +34,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use faults::{
+    FaultTarget, MAX_CONNS, SOAK_BYTES, SOAK_CONNS, SOAK_PSS_LIMIT, STORM_CPU_LIMIT, STORM_FACTOR,
+    STORM_NOFILE, run_faults,
+};
 pub use process::ServerProcess;
 
 /// Every case, in the order the suite runs them.
@@ -49,13 +54,15 @@ pub const CASES: &[&str] = &[
     "idle-500",
 ];
 
-/// Every fault of the fault suite, in the order it runs them. A model's
-/// expected limits may name these as well as [`CASES`].
+/// Every fault of the fault suite, in the order it runs them
+/// ([`run_faults`]). A model's expected limits may name these as well as
+/// [`CASES`]. SIGTERM comes last: against an external server it is the
+/// fault that ends it.
 pub const FAULTS: &[&str] = &[
-    "sigterm-mid-transfer",
     "descriptor-storm",
     "max-conns",
     "soak",
+    "sigterm-mid-transfer",
 ];
 
 /// Why a case or a fault failed.
@@ -120,6 +127,10 @@ pub enum Verdict {
     /// The case passed although the design declares it cannot: the
     /// declaration is wrong, which counts as a failure.
     UnexpectedPass,
+    /// The fault could not be run against this target (an external server
+    /// without the pid or the `--max-conns` it needs): neither a pass nor a
+    /// failure, and said so with the reason.
+    NotRun,
 }
 
 impl Verdict {
@@ -143,6 +154,7 @@ impl Verdict {
             Verdict::Fail => "FAIL",
             Verdict::ExpectedLimit => "expected limit",
             Verdict::UnexpectedPass => "UNEXPECTED PASS",
+            Verdict::NotRun => "not run",
         }
     }
 }
@@ -190,7 +202,15 @@ impl Report {
 
     /// Cases that failed or passed unexpectedly.
     pub fn failed(&self) -> usize {
-        self.outcomes.len() - self.passed()
+        self.outcomes.len() - self.passed() - self.not_run()
+    }
+
+    /// Faults that could not be run against the target.
+    pub fn not_run(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::NotRun)
+            .count()
     }
 
     /// True when nothing failed.
@@ -219,7 +239,11 @@ impl fmt::Display for Report {
                 limits.join(", ")
             )?;
         }
-        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())?;
+        match self.not_run() {
+            0 => Ok(()),
+            n => write!(f, ", {n} not run"),
+        }
     }
 }
 

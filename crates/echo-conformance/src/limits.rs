@@ -2,6 +2,9 @@
 //! `--max-conns` turns extra clients away without hurting the others, and
 //! SIGTERM stops new work while open connections finish.
 //!
+//! The fault suite's `max-conns` is the check behind the first, run on its own
+//! server; `sigterm-mid-transfer` uses the same probe.
+//!
 //! Both checks probe with a fresh connection that writes one byte and waits
 //! for it: an echo means "served", EOF or `ECONNRESET` means "closed", a
 //! timeout means "neither" (left in the listen backlog). Where the server
@@ -15,15 +18,16 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ServerProcess;
-use crate::cases::{connect, is_timeout, round_trip};
+use crate::cases::{CaseResult, connect, is_timeout, round_trip};
+use crate::{Failure, ServerProcess};
 
 /// Pause between probes: long enough not to flood the server, short next to
 /// the deadlines.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
-#[derive(Debug, PartialEq, Eq)]
-enum Probe {
+/// What a one-byte probe connection saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
     Refused,
     Closed,
     Served,
@@ -42,7 +46,7 @@ impl fmt::Display for Probe {
 }
 
 /// Connects, writes one byte and waits up to `wait` for it.
-fn probe(addr: SocketAddr, wait: Duration) -> Probe {
+pub(crate) fn probe(addr: SocketAddr, wait: Duration) -> Probe {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, wait) else {
         return Probe::Refused;
     };
@@ -67,7 +71,7 @@ fn probe(addr: SocketAddr, wait: Duration) -> Probe {
     }
 }
 
-fn remaining(deadline: Instant, cap: Duration) -> Duration {
+pub(crate) fn remaining(deadline: Instant, cap: Duration) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
         .min(cap)
@@ -79,53 +83,77 @@ fn spawn(bin: &Path, args: &[&str]) -> ServerProcess {
 }
 
 /// With `args` + `--max-conns 3`: 3 clients connect and each echoes; a 4th
-/// client's connection is closed by the server (EOF or `ECONNRESET` within
-/// 3 s, no echo); the 3 still echo; after one of them closes, a new client is
-/// served within 3 s.
+/// client is turned away (refused, or closed with no echo, within 3 s); the
+/// 3 still echo; after one of them closes, a new client is served within
+/// 3 s. Panics with what went wrong.
 pub fn assert_max_conns_enforced(bin: &Path, args: &[&str]) {
     let name = format!("{} --max-conns 3", bin.display());
     let mut full = args.to_vec();
     full.extend(["--max-conns", "3"]);
     let server = spawn(bin, &full);
-    let addr = server.addr();
+    if let Err(e) = max_conns_enforced(server.addr(), 3) {
+        panic!("{name}: {}", e.detail());
+    }
+}
 
-    let mut clients: Vec<TcpStream> = (0..3)
-        .map(|i| {
-            let who = format!("client {i} of 3");
-            let mut c = connect(addr, &who).unwrap_or_else(|e| panic!("{name}: {e}"));
-            round_trip(&mut c, format!("{who}\n").as_bytes(), &who)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            c
-        })
-        .collect();
+/// The check behind [`assert_max_conns_enforced`] and the `max-conns` fault,
+/// against a server started with `--max-conns n`. Not serving the `n`
+/// (iterative) is a shortfall; serving the `n+1`th, or hurting the `n`
+/// while turning it away, is breakage.
+pub(crate) fn max_conns_enforced(addr: SocketAddr, n: usize) -> CaseResult {
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let who = format!("client {i} of {n}");
+        let mut c = connect(addr, &who)?;
+        round_trip(&mut c, format!("{who}\n").as_bytes(), &who)?;
+        clients.push(c);
+    }
 
-    let fourth = probe(addr, Duration::from_secs(3));
-    assert_eq!(
-        fourth,
-        Probe::Closed,
-        "{name}: for a 4th client, {fourth} (expected: closed by the server within 3 s, no echo)"
-    );
+    let extra = probe(addr, Duration::from_secs(3));
+    match extra {
+        Probe::Refused | Probe::Closed => {}
+        Probe::Served => {
+            return Err(Failure::Broken(format!(
+                "with --max-conns {n} and {n} clients connected, for client {}, {extra} \
+                 (expected: refused, or closed without an echo)",
+                n + 1
+            )));
+        }
+        Probe::Ignored => {
+            return Err(Failure::Short(format!(
+                "with --max-conns {n} and {n} clients connected, for client {}, {extra} within \
+                 3 s (expected: turned away, not left waiting)",
+                n + 1
+            )));
+        }
+    }
 
     for (i, c) in clients.iter_mut().enumerate() {
-        let who = format!("client {i} of 3, after the 4th was turned away");
-        round_trip(c, format!("{who}\n").as_bytes(), &who)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let who = format!("client {i} of {n}, after client {} was turned away", n + 1);
+        round_trip(c, format!("{who}\n").as_bytes(), &who).map_err(Failure::Broken)?;
     }
 
     drop(clients.remove(0));
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let left = Instant::now();
+    let deadline = left + Duration::from_secs(3);
     loop {
         let attempt = probe(addr, remaining(deadline, Duration::from_secs(1)));
         if attempt == Probe::Served {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: 3 s after one of 3 clients closed, a new client is still not served \
-             (last attempt: {attempt})"
-        );
+        if Instant::now() >= deadline {
+            return Err(Failure::Short(format!(
+                "3 s after one of {n} clients closed, a new client is still not served \
+                 (last attempt: {attempt})"
+            )));
+        }
         thread::sleep(RETRY_PAUSE);
     }
+    Ok(format!(
+        "client {} turned away ({extra}); a new one served {:.0} ms after one of {n} left",
+        n + 1,
+        left.elapsed().as_secs_f64() * 1e3
+    ))
 }
 
 /// A connected client echoes; SIGTERM the server; within 2 s new connections

@@ -42,8 +42,10 @@ use std::net::TcpListener;
 
 use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient, echo_until_eof};
 
-/// This model, as the contract sees it. Every expected limit is a case that
-/// needs two clients to make progress at the same time.
+/// This model, as the contract sees it. Every expected limit is a case or
+/// fault that needs two clients to make progress at the same time
+/// (`max-conns` needs three served at once before it can turn a fourth
+/// away).
 pub const MODEL: Model = Model {
     name: "echo-iterative",
     expected_limits: &[
@@ -51,6 +53,7 @@ pub const MODEL: Model = Model {
         "reset-isolation",
         "slow-reader",
         "idle-500",
+        "max-conns",
     ],
 };
 
