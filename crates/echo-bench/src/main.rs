@@ -12,6 +12,7 @@
 
 mod all;
 mod check;
+mod exits;
 mod load;
 mod proc;
 mod report;

@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::load::LoadResult;
-use crate::proc::ServerStats;
+use crate::proc::{CtxSource, ServerStats};
 use crate::stats::{self, Percentiles, summarize};
 
 /// One repetition: the load's figures and, under `run`, the server's.
@@ -98,12 +98,17 @@ pub struct ServerJson {
     pub cpu_total_s: f64,
     /// Mean CPU microseconds per echo, from `cpu_total_s`.
     pub cpu_us_per_echo: f64,
-    /// Mean voluntary context switches (lower bound).
+    /// Mean voluntary context switches.
     pub ctx_voluntary: f64,
-    /// Mean involuntary context switches (lower bound).
+    /// Mean involuntary context switches.
     pub ctx_involuntary: f64,
-    /// True if tasks exited in some repetition's window: the switch counts
-    /// then miss theirs.
+    /// How they were obtained: `proc-edges+taskstats` (the tasks at the
+    /// window's edges from `/proc`, plus the kernel's exit record of each
+    /// task that ended inside it: exact) or `proc-edges` (taskstats
+    /// refused: tasks that ended inside the window are missing).
+    pub ctx_source: String,
+    /// True if tasks exited in some repetition's window and their switches
+    /// could not all be counted: the counts are then lower bounds.
     pub ctx_lower_bound: bool,
     /// Largest peak memory: the cgroup's charge peak, or summed PSS.
     pub peak_memory_bytes: u64,
@@ -151,6 +156,14 @@ pub fn json_result(
         ),
         ctx_voluntary: over(&|s| s.ctx_voluntary as f64),
         ctx_involuntary: over(&|s| s.ctx_involuntary as f64),
+        ctx_source: if servers
+            .iter()
+            .all(|s| s.ctx_source == CtxSource::ExitRecords)
+        {
+            CtxSource::ExitRecords.name().to_string()
+        } else {
+            CtxSource::Edges.name().to_string()
+        },
         ctx_lower_bound: servers.iter().any(|s| s.ctx_lower_bound),
         peak_memory_bytes: servers
             .iter()
@@ -303,7 +316,8 @@ pub fn markdown_table(rows: &[Row]) -> String {
         } else {
             row.model.clone()
         };
-        // "≥": tasks exited in the window, their switches are not counted.
+        // "≥": tasks exited in the window and their switches could not be
+        // counted (no taskstats exit records).
         let at_least = if servers.iter().any(|s| s.ctx_lower_bound) {
             "≥ "
         } else {
@@ -366,6 +380,7 @@ mod tests {
                 cpu_total_s: 2.0 * cpu_s,
                 ctx_voluntary: 10,
                 ctx_involuntary: 2,
+                ctx_source: CtxSource::ExitRecords,
                 ctx_lower_bound: false,
                 peak_memory_bytes: 1 << 20,
                 threads: 3,

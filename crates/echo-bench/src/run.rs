@@ -1,7 +1,8 @@
 //! `echo-bench run`: one model (or any binary that follows the server
 //! contract), spawned fresh for every repetition in a cgroup and a process
 //! group of its own, pinned away from the load, measured by counters read
-//! at the edges of the load's window ([`crate::proc`]).
+//! at the edges of the load's window ([`crate::proc`]) and by the kernel's
+//! exit records of the tasks that end inside it ([`crate::exits`]).
 //!
 //! Syscalls: `fork`/`execve` through `std::process`; in the child before
 //! `exec`, `sched_setaffinity(2)`, `prctl(PR_SET_PDEATHSIG)` and a write to
@@ -215,7 +216,12 @@ pub fn one_rep(
         addr: server.addr(),
         ..*spec
     };
-    let mut meter = Meter::new(method);
+    // The server's tasks exit where they run: on CPU 0 when pinned.
+    let server_cpus = match pinning {
+        Pinning::Pinned => "0".to_string(),
+        Pinning::Shared(_) => crate::exits::possible_cpus(),
+    };
+    let mut meter = Meter::new(method, &server_cpus);
     let result = load::run_with(&spec, &mut |w| match w {
         Window::Start => meter.mark_start(&mut server),
         Window::End => meter.mark_end(&server),
@@ -260,7 +266,7 @@ pub fn render_rep(rep: &Rep) -> String {
         };
         s.push_str(&format!(
             "  server ({}): cpu {:.4} s ({:.3} s user + {:.3} s sys) = {:.2} µs per echo; \
-             ctx switches {} voluntary / {} involuntary{}\n\
+             ctx switches {} voluntary / {} involuntary ({}){}\n\
              \x20 server: peak memory {:.1} MiB ({memory}), {} thread(s), {} process(es)\n",
             sv.method.name(),
             sv.cpu_total_s,
@@ -269,8 +275,9 @@ pub fn render_rep(rep: &Rep) -> String {
             rep.cpu_us_per_echo().unwrap_or(0.0),
             sv.ctx_voluntary,
             sv.ctx_involuntary,
+            sv.ctx_source.name(),
             if sv.ctx_lower_bound {
-                " (lower bounds: tasks exited in the window took theirs)"
+                ", lower bounds: tasks that exited in the window took theirs"
             } else {
                 ""
             },
