@@ -212,6 +212,26 @@ pub fn nofile_soft_limit(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// How `pid` ended, as the end of a sentence: "was killed by SIGPIPE",
+/// "exited with status 101", or "is gone" when that cannot be told.
+///
+/// Only the parent can learn a child's status. This asks with
+/// `waitid(2)` and `WNOWAIT`, which reads the status without reaping, so
+/// the parent's own `wait` (a `ServerProcess`) still gets it; for a server
+/// that is not our child `waitid` fails with `ECHILD` and the answer is
+/// "is gone". The alternative, `waitpid(2)`, would reap it behind its
+/// owner's back.
+pub fn describe_end(pid: u32) -> String {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+    match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags) {
+        Ok(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {signal}"),
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        _ if alive(pid) => "is alive".to_string(),
+        _ => "is gone".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

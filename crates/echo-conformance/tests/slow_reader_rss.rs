@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
-use echo_conformance::{SLOW_READER_RSS_LIMIT, Target, Verdict, run_suite};
+use echo_conformance::{SLOW_READER_PSS_LIMIT, Target, Verdict, run_suite};
 
 /// Thread per client with a fixed 16 KiB buffer: a blocked write stops the
 /// reading, so memory stays bounded however much a client sends.
@@ -38,7 +38,7 @@ fn bounded_buffers_stay_under_the_rss_limit() {
     let report = run_suite(&target, &[], Some(&only), &mut |_| {}).unwrap();
     let outcome = &report.outcomes[0];
     assert_eq!(outcome.verdict, Verdict::Pass, "{report}");
-    let limit = format!("(limit {} MiB)", SLOW_READER_RSS_LIMIT >> 20);
+    let limit = format!("(limit {} MiB)", SLOW_READER_PSS_LIMIT >> 20);
     assert!(
         outcome.detail.contains("RSS growth peak") && outcome.detail.contains(&limit),
         "{outcome}"
