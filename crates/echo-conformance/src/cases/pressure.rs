@@ -25,76 +25,109 @@ use crate::{Failure, SLOW_READER_PSS_LIMIT, Target, tree};
 /// few tens of KiB: far less than what the client sends.
 const SMALL_RCVBUF: usize = 16 * KIB;
 
-/// `half-close`: 8 MiB, then `shutdown(SHUT_WR)`; the client reads only
-/// when its writer is done or has stalled, and then in bursts of at most
-/// [`HALF_CLOSE_BURST`], waiting for the next stall in between.
+/// `half-close`: conversations of growing size, [`HALF_CLOSE_STEP`] to
+/// [`HALF_CLOSE_MAX`] in steps of [`HALF_CLOSE_STEP`], one after the other.
+/// In each, the client writes everything and half-closes
+/// (`shutdown(SHUT_WR)`) without reading; it starts reading only once its
+/// writer is done (and [`HALF_CLOSE_SETTLE`] has passed) or has stalled.
+/// Every byte must come back, then EOF.
 ///
-/// Why the bursts: the bug this case is for is a non-blocking server that
-/// closes as soon as it reads EOF, throwing away output it still holds. It
-/// only shows if output is queued in the server when the EOF arrives. A
-/// client that reads everything as fast as it comes drains the server, and
-/// the bug hides (the old version of this case passed such a server). Read
-/// in bursts, the return path stays congested until the writer's last byte
-/// and FIN have gone, so the server holds a full output queue at EOF. A
-/// blocking server passes: its `write` blocks while the client does not
-/// read, the writer stalls, the client reads a burst, and so on: no
-/// deadlock, because reading starts on a stall, not on completion.
+/// Why a sweep of sizes, and not one big write: the bug this case is for
+/// is a non-blocking server that closes as soon as it reads EOF, throwing
+/// away output it still holds in user space. That output exists only once
+/// the server's kernel send buffer is full (loopback autotunes it to about
+/// 4 MiB), and the server sees the EOF only while its own queue is below
+/// its cap, so the bug shows when the size lands between "fills the send
+/// buffer" and "fills the send buffer and the queue". Neither boundary is
+/// known to the client (they are the server's), and a client that reads
+/// while the server works moves them: a single 8 MiB conversation passed
+/// such a server every time. Stepping the size by no more than a typical
+/// output cap lands one conversation in that window for any cap of at
+/// least [`HALF_CLOSE_STEP`]. A blocking server passes: when a
+/// conversation is larger than what the buffers hold, its `write` blocks,
+/// the client's writer stalls, and reading starts on that stall, so there
+/// is no deadlock.
 pub(crate) fn half_close(addr: SocketAddr) -> CaseResult {
-    const TOTAL: usize = 8 * MIB;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut stalled = 0;
+    let mut size = HALF_CLOSE_STEP;
+    let mut conversations = 0;
+    while size <= HALF_CLOSE_MAX {
+        if half_close_one(addr, size, deadline)? {
+            stalled += 1;
+        }
+        conversations += 1;
+        size += HALF_CLOSE_STEP;
+    }
+    Ok(format!(
+        "{conversations} conversations of {} to {} each came back whole, then EOF \
+         ({stalled} needed reading before the writer was done)",
+        mib(HALF_CLOSE_STEP as u64),
+        mib(HALF_CLOSE_MAX as u64)
+    ))
+}
+
+/// Step and smallest size of `half-close`'s conversations: at most the
+/// output cap of the servers it must catch (the test server's is 256 KiB;
+/// echo-epoll's 1 MiB).
+const HALF_CLOSE_STEP: usize = 192 * KIB;
+
+/// Largest conversation of `half-close`: past loopback's default buffers
+/// (up to 4 MiB of send buffer on each side), so the largest ones make
+/// even a generous server hold output of its own.
+const HALF_CLOSE_MAX: usize = 8 * MIB;
+
+/// How long `half-close` lets the server work after the client's writer is
+/// done, before it reads: the server reads on until its buffers are full
+/// or it meets the EOF, which takes it microseconds. The pause shapes the
+/// traffic; no verdict depends on its length.
+const HALF_CLOSE_SETTLE: Duration = Duration::from_millis(10);
+
+/// One conversation of `half-close`; `Ok(true)` if reading had to start
+/// before the writer was done.
+fn half_close_one(addr: SocketAddr, size: usize, deadline: Instant) -> Result<bool, Failure> {
     const STALL: Duration = Duration::from_millis(100);
-    let who = "client";
-    let pattern = Pattern(0x0dd_ba11);
-    let mut s = connect_small_rcvbuf(addr, SMALL_RCVBUF, who)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let who = format!("client sending {size} bytes");
+    let pattern = Pattern(0x0dd_ba11 ^ size as u64);
+    let mut s = connect_small_rcvbuf(addr, SMALL_RCVBUF, &who)?;
     let feed = Feed::start(
         &s,
         FeedPlan {
             pattern,
-            limit: TOTAL,
+            limit: size,
             give_up_after: None,
             deadline,
             then_shutdown: true,
         },
-        who,
+        &who,
     )?;
-    let mut got = 0;
-    let mut bursts = 0;
-    while got < TOTAL {
-        // Wait (bounded) for the writer to finish or stall.
-        while !feed.is_finished() && feed.stalled_for() < STALL {
-            if Instant::now() >= deadline {
-                return Err(Failure::Short(format!(
-                    "{who}: the writer neither finished nor stalled within the case's budget \
-                     ({} of {} written)",
-                    feed.written(),
-                    TOTAL
-                )));
-            }
-            thread::sleep(Duration::from_millis(5));
+    // Wait (bounded) for the writer to finish or stall.
+    while !feed.is_finished() && feed.stalled_for() < STALL {
+        if Instant::now() >= deadline {
+            return Err(Failure::Short(format!(
+                "{who}: the writer neither finished nor stalled within the case's budget \
+                 ({} of {size} written)",
+                feed.written(),
+            )));
         }
-        let burst = if feed.is_finished() {
-            TOTAL - got
-        } else {
-            feed.written().saturating_sub(got).clamp(1, HALF_CLOSE_BURST)
-        };
-        expect_pattern(&mut s, pattern, got, burst, deadline, IO_TIMEOUT)
-            .map_err(|e| echo_failure(&e, who))?;
-        got += burst;
-        bursts += 1;
+        thread::sleep(Duration::from_millis(2));
     }
+    let stalled = !feed.is_finished();
+    if !stalled {
+        thread::sleep(HALF_CLOSE_SETTLE);
+    }
+    expect_pattern(&mut s, pattern, 0, size, deadline, IO_TIMEOUT)
+        .map_err(|e| echo_failure(&e, &who))?;
     let end = feed.stop()?;
     if !end.complete {
         return Err(Failure::Short(format!(
-            "{who}: the writer stopped after {} of {TOTAL} bytes",
+            "{who}: the writer stopped after {} of {size} bytes",
             end.written
         )));
     }
-    expect_eof(&mut s, TOTAL, who)?;
-    Ok(format!("8 MiB back in {bursts} bursts, then EOF"))
+    expect_eof(&mut s, size, &who)?;
+    Ok(stalled)
 }
-
-/// Most bytes `half-close` reads before it waits for the writer again.
-const HALF_CLOSE_BURST: usize = MIB;
 
 /// `slow-reader`: client S offers up to [`SLOW_READER_OFFER`] and reads
 /// nothing; the phase ends when S's writes have made no progress for
