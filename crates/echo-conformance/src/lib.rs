@@ -59,7 +59,12 @@ pub const CASES: &[&str] = &[
 
 /// Every fault of the fault suite, in the order it runs them. A model's
 /// expected limits may name these as well as [`CASES`].
-pub const FAULTS: &[&str] = &["sigterm-mid-transfer", "descriptor-storm", "max-conns", "soak"];
+pub const FAULTS: &[&str] = &[
+    "sigterm-mid-transfer",
+    "descriptor-storm",
+    "max-conns",
+    "soak",
+];
 
 /// Why a case or a fault failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,14 +278,13 @@ pub fn run_suite(
     for case in selected {
         let start = Instant::now();
         // A bug in a case must not take the harness down with it.
-        let result = catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(
-            |panic| {
+        let result =
+            catch_unwind(AssertUnwindSafe(|| cases::run(case, target))).unwrap_or_else(|panic| {
                 Err(Failure::Broken(format!(
                     "the case panicked: {}",
                     panic_text(&panic)
                 )))
-            },
-        );
+            });
         let result = still_alive(target, result);
         let expected = expected_limits.iter().any(|n| n == case);
         let outcome = judge(case, result, expected, start.elapsed());
@@ -291,23 +295,37 @@ pub fn run_suite(
 }
 
 /// A server that died during a case fails it as broken, whatever the
-/// case's own result (a dead server usually shows first as a refused
-/// connection, which alone would read as a shortfall).
+/// case's own result (a dead server usually shows first as a refused or
+/// reset connection, which alone would read as a shortfall).
 fn still_alive(target: &Target, result: Result<String, Failure>) -> Result<String, Failure> {
-    match target.pid {
-        Some(pid) if !tree::alive(pid) => {
-            let during = match &result {
-                Err(f) => format!(" (the case saw: {})", f.detail()),
-                Ok(_) => String::new(),
-            };
-            Err(Failure::Broken(format!(
-                "the server pid {pid} {} during this case{during}",
-                tree::describe_end(pid)
-            )))
+    let Some(pid) = target.pid else {
+        return result;
+    };
+    // A process that crashed is still unwinding or exiting for a moment
+    // after its sockets reset: when the case failed, give it that moment
+    // (bounded) to be seen gone, so the failure names the crash instead of
+    // its symptom. A passing case needs no wait: a live server answered.
+    if result.is_err() {
+        let deadline = Instant::now() + EXIT_GRACE;
+        while tree::alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
-        _ => result,
     }
+    if tree::alive(pid) {
+        return result;
+    }
+    let during = match &result {
+        Err(f) => format!(" (the case saw: {})", f.detail()),
+        Ok(_) => String::new(),
+    };
+    Err(Failure::Broken(format!(
+        "the server pid {pid} {} during this case{during}",
+        tree::describe_end(pid)
+    )))
 }
+
+/// How long a failed case waits to see whether the server is exiting.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 /// Turns a case's result into an outcome. A declared expected limit excuses
 /// a shortfall, never breakage, and a pass under a declared limit says the

@@ -166,7 +166,12 @@ pub fn pss_bytes(root: u32) -> Option<u64> {
     let pids = pids(root);
     let (first, rest) = pids.split_first()?;
     let own = process_pss_bytes(*first)?;
-    Some(own + rest.iter().filter_map(|&p| process_pss_bytes(p)).sum::<u64>())
+    Some(
+        own + rest
+            .iter()
+            .filter_map(|&p| process_pss_bytes(p))
+            .sum::<u64>(),
+    )
 }
 
 /// A process's CPU time in nanoseconds, all its threads included (live or

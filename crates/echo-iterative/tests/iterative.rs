@@ -24,7 +24,7 @@ fn conforms_within_its_declared_limits() {
 fn declares_the_cases_that_need_concurrency() {
     let limits = echo_conformance::expected_limits(bin()).expect("--expected-limits");
     assert_eq!(limits, echo_iterative::MODEL.expected_limits);
-    assert_eq!(limits.len(), 4);
+    assert_eq!(limits.len(), 5);
 }
 
 #[test]

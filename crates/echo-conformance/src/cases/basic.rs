@@ -65,9 +65,9 @@ pub(crate) fn pipelined(addr: SocketAddr) -> CaseResult {
         } else {
             let index = starts.partition_point(|&start| start <= e.got);
             f = match f {
-                crate::Failure::Short(d) => crate::Failure::Short(format!(
-                    "{d} ({index} of {COUNT} messages back)"
-                )),
+                crate::Failure::Short(d) => {
+                    crate::Failure::Short(format!("{d} ({index} of {COUNT} messages back)"))
+                }
                 broken => broken,
             };
         }

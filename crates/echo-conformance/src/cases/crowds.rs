@@ -15,7 +15,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::client::{IO_TIMEOUT, connect, expect_echo, is_timeout, round_up, secs};
+use super::client::{
+    ECHO_WAIT, IO_TIMEOUT, connect, expect_echo, expect_echo_idle, is_timeout, round_up, secs,
+};
 use super::resets::check_alive;
 use super::{CaseResult, echo_failure};
 use crate::{Failure, Target, tree};
@@ -36,7 +38,7 @@ pub(crate) fn concurrent(addr: SocketAddr) -> CaseResult {
                 .map_err(|e| format!("client {id}, round {round}: write failed: {e}"))?;
         }
         for (id, c) in clients.iter_mut().enumerate() {
-            expect_echo(c, message(id).as_bytes(), deadline)
+            expect_echo_idle(c, message(id).as_bytes(), deadline, ECHO_WAIT)
                 .map_err(|e| echo_failure(&e, &format!("client {id}, round {round}")))?;
         }
     }
@@ -86,7 +88,7 @@ pub(crate) fn idle(addr: SocketAddr) -> CaseResult {
             .map_err(|e| format!("client {id}, after 2 s idle: write failed: {e}"))?;
     }
     for (id, c) in clients.iter_mut().enumerate() {
-        expect_echo(c, &byte(id), deadline)
+        expect_echo_idle(c, &byte(id), deadline, ECHO_WAIT)
             .map_err(|e| echo_failure(&e, &format!("client {id}, after 2 s idle")))?;
     }
     Ok(connecting)
@@ -129,8 +131,8 @@ pub(crate) fn beyond_fd_setsize(target: &Target) -> CaseResult {
     let mut first_short: Option<String> = None;
     // All bytes were written before the first read: once one client waited
     // FIRST_WAIT in vain, every later one has waited at least as long, so
-    // they get a glance each, not 3 s each.
-    let mut wait = FIRST_WAIT;
+    // they get a glance each (a non-blocking read), not 3 s each.
+    let mut wait = Some(FIRST_WAIT);
     for (id, slot) in clients.iter_mut().enumerate() {
         let Some(c) = slot else { continue };
         match read_one(c, byte(id), wait) {
@@ -143,7 +145,7 @@ pub(crate) fn beyond_fd_setsize(target: &Target) -> CaseResult {
             }
             Err(Reply::Nothing) => {
                 unserved += 1;
-                wait = Duration::from_millis(20);
+                wait = None;
                 first_short.get_or_insert_with(|| {
                     format!("client {id}: no echo within {}", secs(FIRST_WAIT))
                 });
@@ -172,9 +174,8 @@ pub(crate) fn beyond_fd_setsize(target: &Target) -> CaseResult {
     drop(clients);
     check_alive(target, &format!("holding {BEYOND_FD_SETSIZE} connections"))?;
     let who = format!("fresh client after {BEYOND_FD_SETSIZE} connections closed");
-    let mut fresh = connect(target.addr, &who).map_err(|e| {
-        Failure::Broken(format!("{e}: the server stopped serving"))
-    })?;
+    let mut fresh = connect(target.addr, &who)
+        .map_err(|e| Failure::Broken(format!("{e}: the server stopped serving")))?;
     if let Err(e) = expect_fresh(&mut fresh) {
         return Err(Failure::Broken(format!(
             "{who}: {e}: the server stopped serving"
@@ -207,9 +208,13 @@ enum Reply {
     Closed(String),
 }
 
-fn read_one(c: &mut TcpStream, want: u8, wait: Duration) -> Result<(), Reply> {
-    c.set_read_timeout(Some(wait))
-        .map_err(|e| Reply::Closed(format!("cannot set a read timeout: {e}")))?;
+/// Reads the one echoed byte, waiting up to `wait`; `None`: do not wait.
+fn read_one(c: &mut TcpStream, want: u8, wait: Option<Duration>) -> Result<(), Reply> {
+    let set = match wait {
+        Some(w) => c.set_read_timeout(Some(w)),
+        None => c.set_nonblocking(true),
+    };
+    set.map_err(|e| Reply::Closed(format!("cannot set up the read: {e}")))?;
     let mut b = [0u8; 1];
     loop {
         return match c.read(&mut b) {

@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::{
-    Feed, FeedPlan, IO_TIMEOUT, KIB, MIB, Pattern, Rng, connect, connect_small_rcvbuf,
-    expect_echo, expect_eof, expect_pattern, mib, secs,
+    Feed, FeedPlan, IO_TIMEOUT, KIB, MIB, Pattern, Rng, connect, connect_small_rcvbuf, expect_echo,
+    expect_eof, expect_pattern, mib, secs,
 };
 use super::{CaseResult, echo_failure};
 use crate::{Failure, SLOW_READER_PSS_LIMIT, Target, tree};

@@ -64,7 +64,9 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            fds.iter().map(|p| p.revents().unwrap_or(PollFlags::empty())).collect()
+            fds.iter()
+                .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+                .collect()
         };
         let mut keep = vec![true; conns.len()];
         for (i, c) in conns.iter_mut().enumerate() {
