@@ -39,14 +39,25 @@ pub(crate) fn large(addr: SocketAddr) -> CaseResult {
     Ok(String::new())
 }
 
-/// One `write(2)` per message, from a thread, while the case reads: the
-/// server sees a stream of small segments arriving while it works, which is
-/// what catches "one read per readiness event" under edge-triggered epoll.
-/// (Writing the concatenation in large chunks, the alternative, hands the
-/// server a few big reads and hides exactly that.)
+/// One `write(2)` per message, from a writer thread, with a small client
+/// receive buffer; the case starts reading once the writer is done or has
+/// stalled for [`PIPELINED_STALL`].
+///
+/// Why this shape: it is what catches "one read per readiness event" under
+/// edge-triggered epoll. Edge-triggered epoll wakes a server once per
+/// arrival, so a server that keeps up with the client reads every small
+/// message in its own wake-up and the bug never shows (reading at once,
+/// the case passed such a server whenever the client was the slower side).
+/// With the client not reading yet, the server's echo soon blocks (or
+/// queues), messages pile up behind it as one edge, and a server that
+/// reads once per edge leaves the rest unread for good. Writing the
+/// concatenation in large chunks, the other alternative, would hand every
+/// server a few big reads and hide per-message handling altogether. A
+/// correct blocking server passes: the 250 KB fit in the socket buffers,
+/// or the writer stalls and reading starts then.
 pub(crate) fn pipelined(addr: SocketAddr) -> CaseResult {
     const COUNT: usize = 1000;
-    let mut s = connect(addr, "client")?;
+    let mut s = super::client::connect_small_rcvbuf(addr, 16 * super::client::KIB, "client")?;
     let (data, starts) = pipelined_messages(COUNT);
     let pieces: Vec<(usize, usize)> = starts
         .iter()
@@ -56,6 +67,7 @@ pub(crate) fn pipelined(addr: SocketAddr) -> CaseResult {
     let data = Arc::new(data);
     let writer = Writer::start_pieces(&s, data.clone(), pieces, false)?;
     let deadline = Instant::now() + Duration::from_secs(20);
+    writer.wait_done_or_stalled(PIPELINED_STALL, deadline);
     expect_echo(&mut s, &data, deadline).map_err(|e| {
         let mut f = echo_failure(&e, "client");
         // Name the message too: it tells reordering from corruption.
@@ -79,6 +91,10 @@ pub(crate) fn pipelined(addr: SocketAddr) -> CaseResult {
         data.len()
     ))
 }
+
+/// How long `pipelined-1000`'s writer may make no progress before the case
+/// starts reading anyway.
+const PIPELINED_STALL: Duration = Duration::from_millis(100);
 
 /// Message `i` is 1..=512 bytes long, starts with `#i:` (cut short when the
 /// message is) and goes on with a pattern that depends on `i`. Returns the

@@ -340,6 +340,7 @@ pub(crate) fn round_up(d: Duration) -> Duration {
 pub(crate) struct Writer {
     handle: Option<JoinHandle<Result<(), String>>>,
     stream: TcpStream,
+    written: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -372,10 +373,13 @@ impl Writer {
         let mut out = s
             .try_clone()
             .map_err(|e| format!("cannot clone the client socket: {e}"))?;
+        let written = Arc::new(AtomicU64::new(0));
+        let progress = written.clone();
         let handle = thread::Builder::new()
             .name("conformance-writer".into())
             .spawn(move || {
                 for &(start, end) in &pieces {
+                    progress.store(start as u64, Ordering::Release);
                     out.write_all(&data[start..end]).map_err(|e| {
                         let e = if is_timeout(&e) {
                             "timed out".to_string()
@@ -395,7 +399,27 @@ impl Writer {
         Ok(Writer {
             handle: Some(handle),
             stream,
+            written,
         })
+    }
+
+    /// Waits until the writer is done, or has made no progress (no piece
+    /// begun) for `stall`, or `deadline` passed; true if it is done.
+    pub(crate) fn wait_done_or_stalled(&self, stall: Duration, deadline: Instant) -> bool {
+        let mut last = self.written.load(Ordering::Acquire);
+        let mut since = Instant::now();
+        loop {
+            if self.handle.as_ref().is_none_or(|h| h.is_finished()) {
+                return true;
+            }
+            let now = self.written.load(Ordering::Acquire);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= stall || Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Waits (bounded) for the writer and returns its result. Called once

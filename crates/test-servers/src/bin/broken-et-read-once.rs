@@ -9,8 +9,10 @@
 //! Correct: with `EPOLLET`, read until `EAGAIN`.
 //!
 //! Caught by `pipelined-1000`: a thousand messages written one `write(2)`
-//! each, faster than the server wakes, pile up more than one 4 KiB read
-//! per wake-up takes, and the tail is never echoed. One message at a time
+//! each by a client that reads only once its writer is done or stalled.
+//! This server's blocking echo write soon waits for that client, the
+//! messages pile up behind it as a single edge, one 4 KiB read takes a
+//! part of them, and the rest is never echoed. One message at a time
 //! (`small`, the round-trip cases) never leaves anything behind; the other
 //! streaming cases (`large-1mib`, `half-close`...) catch it too.
 //!
