@@ -118,8 +118,23 @@ pub(crate) fn beyond_fd_setsize(target: &Target) -> CaseResult {
     let started = Instant::now();
     let mut clients: Vec<Option<TcpStream>> = Vec::with_capacity(BEYOND_FD_SETSIZE);
     let mut refused = 0;
+    let mut queue_full: Option<String> = None;
     for id in 0..BEYOND_FD_SETSIZE {
-        let c = connect(target.addr, &format!("client {id}")).ok();
+        // Once one connect failed (the listen queue is full and the SYN
+        // went unanswered, or nobody listens), the next ones would fail the
+        // same way, each after a 5 s connect timeout: count them refused.
+        if queue_full.is_some() {
+            refused += 1;
+            clients.push(None);
+            continue;
+        }
+        let c = match connect(target.addr, &format!("client {id}")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                queue_full = Some(e);
+                None
+            }
+        };
         let c = c.and_then(|mut c| c.write_all(&[byte(id)]).ok().map(|()| c));
         if c.is_none() {
             refused += 1;
@@ -128,7 +143,7 @@ pub(crate) fn beyond_fd_setsize(target: &Target) -> CaseResult {
     }
     let mut served = 0;
     let mut unserved = 0;
-    let mut first_short: Option<String> = None;
+    let mut first_short: Option<String> = queue_full;
     // All bytes were written before the first read: once one client waited
     // FIRST_WAIT in vain, every later one has waited at least as long, so
     // they get a glance each (a non-blocking read), not 3 s each.
