@@ -295,7 +295,7 @@ mod tests {
         }
         let with_zombie = counts(me).unwrap();
         assert!(!alive(id));
-        assert!(with_zombie.zombies >= before.zombies + 1, "{with_zombie:?}");
+        assert!(with_zombie.zombies > before.zombies, "{with_zombie:?}");
         child.wait().unwrap();
         assert!(!pids(me).contains(&id));
         assert!(members(u32::MAX).is_empty());

@@ -101,7 +101,7 @@ pub const RESET_PENDING_OFFER: usize = 64 * MIB;
 /// not its aftermath (a corrupted table, a stuck loop).
 const RESET_PENDING_CLIENTS: usize = 3;
 
-/// `reset-before-accept`: [`BURST`] connections, each reset the moment it
+/// `reset-before-accept`: 200 connections, each reset the moment it
 /// is established, most of them while still in the listen queue; then a
 /// normal client must be served. Linux hands such a connection to
 /// `accept(2)` anyway, already dead: `getpeername(2)` fails with
