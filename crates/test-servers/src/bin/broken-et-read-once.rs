@@ -8,13 +8,17 @@
 //! client sends again, and the end of a burst is never read at all.
 //! Correct: with `EPOLLET`, read until `EAGAIN`.
 //!
-//! Caught by `pipelined-1000`: a thousand messages written one `write(2)`
-//! each by a client that reads only once its writer is done or stalled.
-//! This server's blocking echo write soon waits for that client, the
-//! messages pile up behind it as a single edge, one 4 KiB read takes a
-//! part of them, and the rest is never echoed. One message at a time
-//! (`small`, the round-trip cases) never leaves anything behind; the other
-//! streaming cases (`large-1mib`, `half-close`...) catch it too.
+//! Caught by `pipelined-1000`: a thousand messages of 1 to 512 bytes
+//! (255,684 in all), written one `write(2)` each by a client that reads
+//! only once its writer is done or stalled. Each message brings at most one
+//! edge, and each edge one read of at most 256 bytes (the buffer this loop
+//! was written with, for short request lines), so even if every message
+//! arrived on its own wake-up, the reads could not keep up with the
+//! messages longer than 256 bytes: 489 bytes at least stay unread for
+//! good, whatever the timing. When messages pile up behind a blocked
+//! write, as they do here, far more stay. One message at a time (`small`,
+//! the round-trip cases) never leaves anything behind; the other streaming
+//! cases (`large-1mib`, `half-close`...) catch it too.
 //!
 //! Syscalls: `epoll_create1(2)`, `epoll_ctl(2)` with `EPOLLET`,
 //! `epoll_wait(2)`, `accept4(2)`, `read(2)`, blocking `write(2)`.
@@ -44,7 +48,8 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     let mut conns: HashMap<RawFd, TcpStream> = HashMap::new();
     let mut events = vec![EpollEvent::empty(); 256];
-    let mut buf = [0u8; 4096];
+    // Sized for the short request lines this loop was first written for.
+    let mut buf = [0u8; 256];
     loop {
         let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
             Ok(n) => n,
