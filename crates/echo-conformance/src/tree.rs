@@ -226,14 +226,25 @@ pub fn nofile_soft_limit(pid: u32) -> Option<u64> {
 /// that is not our child `waitid` fails with `ECHILD` and the answer is
 /// "is gone". The alternative, `waitpid(2)`, would reap it behind its
 /// owner's back.
+///
+/// A multi-threaded process shows as a zombie as soon as its main thread
+/// has exited, while its other threads are still on their way out, and
+/// `waitid` reports it only once they are all gone: so this asks again for
+/// up to half a second while the answer is "not yet".
 pub fn describe_end(pid: u32) -> String {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
-    match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags) {
-        Ok(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {signal}"),
-        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-        _ if alive(pid) => "is alive".to_string(),
-        _ => "is gone".to_string(),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags) {
+            Ok(WaitStatus::Signaled(_, signal, _)) => return format!("was killed by {signal}"),
+            Ok(WaitStatus::Exited(_, code)) => return format!("exited with status {code}"),
+            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ if alive(pid) => return "is alive".to_string(),
+            _ => return "is gone".to_string(),
+        }
     }
 }
 
