@@ -239,6 +239,37 @@ pub fn nofile_soft_limit(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// How `pid` ended, as the end of a sentence: "was killed by SIGPIPE",
+/// "exited with status 101", or "is gone" when that cannot be told.
+///
+/// Only the parent can learn a child's status. This asks with
+/// `waitid(2)` and `WNOWAIT`, which reads the status without reaping, so
+/// the parent's own `wait` (a `ServerProcess`) still gets it; for a server
+/// that is not our child `waitid` fails with `ECHILD` and the answer is
+/// "is gone". The alternative, `waitpid(2)`, would reap it behind its
+/// owner's back.
+///
+/// A multi-threaded process shows as a zombie as soon as its main thread
+/// has exited, while its other threads are still on their way out, and
+/// `waitid` reports it only once they are all gone: so this asks again for
+/// up to half a second while the answer is "not yet".
+pub fn describe_end(pid: u32) -> String {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags) {
+            Ok(WaitStatus::Signaled(_, signal, _)) => return format!("was killed by {signal}"),
+            Ok(WaitStatus::Exited(_, code)) => return format!("exited with status {code}"),
+            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ if alive(pid) => return "is alive".to_string(),
+            _ => return "is gone".to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! `slow-reader` with a pid: the server's memory is sampled from `/proc`.
+//! `slow-reader` with a pid: the server's memory (PSS) is sampled from
+//! `/proc`.
 //!
 //! A test binary of its own, so that no other test allocates in this
 //! process while its growth is measured. The server runs in-process, so the
@@ -8,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
-use echo_conformance::{SLOW_READER_RSS_LIMIT, Target, Verdict, run_suite};
+use echo_conformance::{SLOW_READER_PSS_LIMIT, Target, Verdict, run_suite};
 
 /// Thread per client with a fixed 16 KiB buffer: a blocked write stops the
 /// reading, so memory stays bounded however much a client sends.
@@ -22,7 +23,7 @@ fn echo(mut s: TcpStream) {
 }
 
 #[test]
-fn bounded_buffers_stay_under_the_rss_limit() {
+fn bounded_buffers_stay_under_the_pss_limit() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -38,9 +39,9 @@ fn bounded_buffers_stay_under_the_rss_limit() {
     let report = run_suite(&target, &[], Some(&only), &mut |_| {}).unwrap();
     let outcome = &report.outcomes[0];
     assert_eq!(outcome.verdict, Verdict::Pass, "{report}");
-    let limit = format!("(limit {} MiB)", SLOW_READER_RSS_LIMIT >> 20);
+    let limit = format!("(limit {} MiB)", SLOW_READER_PSS_LIMIT >> 20);
     assert!(
-        outcome.detail.contains("RSS growth peak") && outcome.detail.contains(&limit),
+        outcome.detail.contains("PSS growth peak") && outcome.detail.contains(&limit),
         "{outcome}"
     );
 }

@@ -4,8 +4,10 @@
 //!
 //! The servers here are tiny `std` programs (thread per connection, or one
 //! connection at a time) on `127.0.0.1:0`, so these tests need no model
-//! crate. They carry no pid, so `slow-reader` skips its memory check; the
-//! model crates' own tests exercise it against real processes.
+//! crate. They carry no pid, so the checks that read `/proc` (memory, leaks,
+//! spinning, liveness) are skipped; `tests/slow_reader_rss.rs`, the model
+//! crates' tests and `test-servers`' `cases_catch` exercise them against
+//! real processes.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -15,13 +17,14 @@ use std::thread;
 use echo_conformance::{CASES, Outcome, Report, Target, Verdict, run_suite};
 use socket2::{Domain, Socket, Type};
 
-/// Binds with a deep backlog: std's 128 would make connects in
-/// concurrent-200 wait for SYN retries on the one-at-a-time server.
+/// Binds with the contract's backlog (4096): std's 128 would make connects
+/// in concurrent-200 and beyond-fd-setsize wait for SYN retries on the
+/// one-at-a-time server.
 fn listen() -> TcpListener {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     socket.bind(&addr.into()).unwrap();
-    socket.listen(1024).unwrap();
+    socket.listen(4096).unwrap();
     socket.into()
 }
 
@@ -97,13 +100,24 @@ fn a_correct_server_passes_every_case() {
     eprintln!("{report}");
     assert!(report.ok(), "{report}");
     assert_eq!(live, CASES, "progress is reported once per case, in order");
-    assert_eq!((report.passed(), report.failed()), (10, 0));
+    assert_eq!((report.passed(), report.failed()), (15, 0));
     assert!(
-        report.to_string().ends_with("\n10 passed, 0 failed"),
+        report.to_string().ends_with("\n15 passed, 0 failed"),
         "{report}"
     );
-    let slow = by_case(&report)["slow-reader"];
-    assert!(slow.detail.contains("RSS not checked (no pid)"), "{slow}");
+    let outcomes = by_case(&report);
+    let slow = outcomes["slow-reader"];
+    assert!(slow.detail.contains("PSS not checked (no pid)"), "{slow}");
+    let churn = outcomes["churn"];
+    assert!(
+        churn.detail.contains("leaks not checked (no pid)"),
+        "{churn}"
+    );
+    let beyond = outcomes["beyond-fd-setsize"];
+    assert!(
+        beyond.detail.contains("1100 held and served") && beyond.detail.contains("(no pid)"),
+        "{beyond}"
+    );
 }
 
 #[test]
@@ -117,13 +131,30 @@ fn lost_bytes_fail_the_streaming_cases_with_the_offset() {
         .copied()
         .filter(|c| outcomes[c].verdict == Verdict::Fail)
         .collect();
-    // Only these send 1000 bytes or more on one connection and read them.
+    // Only these send 1000 bytes or more on one connection and read them
+    // back (reset-pending sends megabytes but never reads).
     assert_eq!(
         failed,
-        ["large-1mib", "pipelined-1000", "half-close", "slow-reader"],
+        [
+            "large-1mib",
+            "pipelined-1000",
+            "half-close",
+            "interleaved",
+            "slow-reader"
+        ],
         "{report}"
     );
-    assert_eq!(report.failed(), 4);
+    assert_eq!(report.failed(), 5);
+    // Wrong bytes are breakage, whatever a design declares.
+    for case in &failed {
+        assert!(
+            outcomes[case]
+                .detail
+                .contains("first mismatch at byte offset"),
+            "{}",
+            outcomes[case]
+        );
+    }
     let large = &outcomes["large-1mib"].detail;
     assert!(
         large.contains("first mismatch at byte offset 999"),
@@ -139,6 +170,8 @@ fn lost_bytes_fail_the_streaming_cases_with_the_offset() {
         slow.starts_with("client S") && slow.contains("offset 999"),
         "{slow}"
     );
+    let half = &outcomes["half-close"].detail;
+    assert!(half.contains("first mismatch at byte offset 999"), "{half}");
 }
 
 #[test]
@@ -149,6 +182,7 @@ fn one_client_at_a_time_hits_the_declared_limits() {
         "reset-isolation",
         "slow-reader",
         "idle-500",
+        "beyond-fd-setsize",
     ]);
     let report = run_suite(&target, &limits, None, &mut |_| {}).unwrap();
     eprintln!("{report}");
@@ -164,19 +198,26 @@ fn one_client_at_a_time_hits_the_declared_limits() {
     assert!(report.ok(), "{report}");
     // The second client waits behind the first, and the detail says so.
     let concurrent = &outcomes["concurrent-200"].detail;
-    assert_eq!(concurrent, "client 1, round 0: no echo within 5 s");
+    assert_eq!(concurrent, "client 1, round 0: no echo within 2 s");
     let slow = &outcomes["slow-reader"].detail;
     assert!(
         slow.contains("client F, round trip 0") && slow.contains("no echo within 1 s"),
         "{slow}"
+    );
+    // Held but not served is a shortfall; served again once they closed.
+    let beyond = &outcomes["beyond-fd-setsize"].detail;
+    assert!(
+        beyond.starts_with("1 of 1100 served, 0 refused, 1099 unserved")
+            && beyond.contains("served normally once they closed"),
+        "{beyond}"
     );
     let text = report.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[lines.len() - 2..],
         [
-            "4 expected limits counted as passed: concurrent-200, reset-isolation, slow-reader, idle-500",
-            "10 passed, 0 failed"
+            "5 expected limits counted as passed: concurrent-200, reset-isolation, slow-reader, idle-500, beyond-fd-setsize",
+            "15 passed, 0 failed"
         ]
     );
 }

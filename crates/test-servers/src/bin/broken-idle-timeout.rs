@@ -1,0 +1,64 @@
+//! `broken-idle-timeout`: a thread-per-client echo server that drops a
+//! connection silent for more than a second.
+//!
+//! The bug, as it looks in real code: `set_read_timeout(Some(1 s))` added
+//! to stop idle clients from holding threads, with the timeout treated as
+//! the end of the conversation. Busy clients never notice. Correct: no
+//! timeout shorter than what the protocol allows a client to think (for an
+//! echo, none), or at least one that is documented and configurable.
+//!
+//! Caught by `idle-500`: its 500 clients stay silent for 2 s, then each
+//! sends a byte to a closed connection. The other cases keep talking (a
+//! round trip every 100 ms in `slow-reader`); `beyond-fd-setsize` may lose
+//! its first clients too when connecting 1,100 takes over a second.
+//!
+//! Syscalls: `accept(2)`, `clone(2)`, `setsockopt(SO_RCVTIMEO)`, blocking
+//! `read(2)`, `write(2)`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+
+const MODEL: Model = Model {
+    name: "broken-idle-timeout",
+    expected_limits: &[],
+};
+
+fn main() -> ExitCode {
+    echo_protocol::run(&MODEL, serve)
+}
+
+fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) if accept_error_is_transient(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if config.shutdown.requested() {
+            return Ok(());
+        }
+        thread::spawn(move || client(stream));
+    }
+    Ok(())
+}
+
+fn client(mut s: TcpStream) {
+    // THE BUG: silence for a second is taken for a dead client.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}

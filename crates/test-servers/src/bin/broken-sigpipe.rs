@@ -1,0 +1,84 @@
+//! `broken-sigpipe`: a thread-per-client echo server that puts `SIGPIPE`
+//! back to its default action and carries on after a failed write.
+//!
+//! The bug, as it looks in real code: a program ported from C (or one that
+//! calls `signal(SIGPIPE, SIG_DFL)` so that `cmd | head` behaves) writes
+//! the echo and ignores the result, as C code that never checks `write`
+//! does, with `write(2)` on the descriptor as the C original did. Rust's
+//! runtime ignores `SIGPIPE` (and std's `TcpStream::write` sends with
+//! `MSG_NOSIGNAL`) so that a write to a closed socket returns `EPIPE`; with
+//! the default action restored and a plain `write(2)`, the write after a
+//! reset kills the whole process instead. Correct: leave `SIGPIPE`
+//! ignored (or send with `MSG_NOSIGNAL`) and end the connection on the
+//! first write error.
+//!
+//! Caught by `reset-pending`: a client sends megabytes without reading and
+//! resets while this server is blocked writing to it. The blocked write
+//! fails with `ECONNRESET`, the error is ignored, the loop reads the data
+//! still queued from that client and writes again: `EPIPE`, `SIGPIPE`,
+//! death. `reset-isolation` catches it only when its reset happens to land
+//! while the server is still echoing B's last 64 KiB (on this machine it
+//! usually does); when the echo is done first, the next `read` ends the
+//! connection cleanly. `reset-pending` does not depend on that timing.
+//!
+//! Syscalls: `signal(2)`, `accept(2)`, `clone(2)`, blocking `read(2)` and
+//! `write(2)`.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+
+use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+
+const MODEL: Model = Model {
+    name: "broken-sigpipe",
+    expected_limits: &[],
+};
+
+fn main() -> ExitCode {
+    // THE BUG, part one: back to "a write to a broken pipe kills us".
+    // SAFETY: `signal` with SIG_DFL installs no handler, so no code runs in
+    // signal context; it is called before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    echo_protocol::run(&MODEL, serve)
+}
+
+fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) if accept_error_is_transient(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if config.shutdown.requested() {
+            return Ok(());
+        }
+        thread::spawn(move || client(stream));
+    }
+    Ok(())
+}
+
+fn client(mut s: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // THE BUG, part two: "the client went away, nothing to do about
+        // it", and on to the next read. `write(2)` on the descriptor, as
+        // the C original did: std's own `TcpStream::write` sends with
+        // MSG_NOSIGNAL, which would have saved us.
+        let mut off = 0;
+        while off < n {
+            match nix::unistd::write(&s, &buf[off..n]) {
+                Ok(k) => off += k,
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
