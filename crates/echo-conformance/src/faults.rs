@@ -1020,6 +1020,7 @@ fn soak_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CASE_WIDTH, LABEL_WIDTH};
 
     #[test]
     fn the_pattern_wraps_around_seamlessly() {
@@ -1057,7 +1058,10 @@ mod tests {
             .outcomes
             .push(outcome("descriptor-storm", Verdict::Fail));
         assert!(!report.ok());
-        let line = format!("{:<15}  {:<15}  (0.00 s)", "not run", "max-conns");
+        let line = format!(
+            "{:<LABEL_WIDTH$}  {:<CASE_WIDTH$}  (0.00 s)",
+            "not run", "max-conns"
+        );
         assert!(report.to_string().contains(&line), "{report}");
     }
 

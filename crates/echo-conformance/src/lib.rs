@@ -189,8 +189,8 @@ pub struct Outcome {
 
 /// Width of the longest label, "UNEXPECTED PASS", and of the longest case
 /// name, "reset-before-accept".
-const LABEL_WIDTH: usize = 15;
-const CASE_WIDTH: usize = 19;
+pub(crate) const LABEL_WIDTH: usize = 15;
+pub(crate) const CASE_WIDTH: usize = 19;
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
