@@ -162,6 +162,20 @@ pub fn external(
     names: &[String],
 ) -> Result<bool, String> {
     let plan = plan(suite, names)?;
+    // The pid is trusted with SIGTERM and with verdicts on memory and
+    // leaks: it must be the server at this address, not a typo.
+    if let Some(pid) = pid {
+        match echo_conformance::tree::listens_on(pid, addr) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(format!(
+                    "pid {pid} holds no socket listening on {addr}: give the pid of the \
+                     process that listens there"
+                ));
+            }
+            None => return Err(format!("cannot inspect pid {pid} (gone, or not ours)")),
+        }
+    }
     println!(
         "checking {addr}{}",
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default()

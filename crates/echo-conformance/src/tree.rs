@@ -270,6 +270,65 @@ pub fn describe_end(pid: u32) -> String {
     }
 }
 
+/// Whether process `pid` holds a TCP socket listening on `addr`'s port
+/// (on `addr`'s address or on the wildcard): the sockets in LISTEN state
+/// (`0A`) of `/proc/net/tcp` and `/proc/net/tcp6` matched by inode against
+/// the `socket:[inode]` links in `/proc/<pid>/fd`. `None` when either side
+/// cannot be read (the process is gone, or not ours to inspect).
+///
+/// The harness asks before it trusts a pid it was given for an address:
+/// the fault suite sends that pid SIGTERM.
+pub fn listens_on(pid: u32, addr: std::net::SocketAddr) -> Option<bool> {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        inodes.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|line| listening_inode(line, addr)),
+        );
+    }
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).ok().is_some_and(|target| {
+            target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    }))
+}
+
+/// The inode of one `/proc/net/tcp{,6}` line if it is a listener on
+/// `addr`'s port, bound to `addr`'s address or to the wildcard. Fields:
+/// `sl local_address rem_address st ... inode` with addresses as hex
+/// `ADDR:PORT`, the address in the kernel's byte order.
+fn listening_inode(line: &str, addr: std::net::SocketAddr) -> Option<u64> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+    if *state != "0A" {
+        return None;
+    }
+    let (ip_hex, port_hex) = local.split_once(':')?;
+    if u16::from_str_radix(port_hex, 16).ok()? != addr.port() {
+        return None;
+    }
+    let wildcard = ip_hex.bytes().all(|b| b == b'0');
+    let same = match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            u32::from_str_radix(ip_hex, 16).ok() == Some(u32::from_ne_bytes(ip.octets()))
+        }
+        // An IPv6 listener on the address itself is rare on loopback; the
+        // port and the wildcard cover the usual cases.
+        std::net::IpAddr::V6(_) => false,
+    };
+    (wildcard || same).then(|| inode.parse().ok()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
