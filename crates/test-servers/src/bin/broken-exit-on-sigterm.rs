@@ -16,14 +16,15 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient, echo_until_eof};
+use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
+use test_servers::accept;
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
+    // The accept loop is written out here, not taken from
+    // `for_each_client`: what it does on shutdown is the bug.
     loop {
-        let (mut stream, _) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
+        let Some((mut stream, _)) = accept(&listener)? else {
+            continue;
         };
         if config.shutdown.requested() {
             // BUG: no drain. The client threads are detached; returning

@@ -18,13 +18,14 @@
 //! Syscalls: `accept(2)`, `dup(2)` (through `try_clone`), `clone(2)`,
 //! blocking `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{echo_client, for_each_client};
 
 const MODEL: Model = Model {
     name: "broken-fd-leak",
@@ -39,34 +40,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    for_each_client(&listener, config, |mut stream| {
         // THE BUG: a duplicate descriptor per connection, never removed.
         if let Ok(dup) = stream.try_clone() {
             SEEN.lock().unwrap_or_else(|p| p.into_inner()).push(dup);
         }
-        thread::spawn(move || client(stream));
-    }
-    Ok(())
-}
-
-fn client(mut s: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = s.shutdown(Shutdown::Write);
+        thread::spawn(move || echo_client(&mut stream));
+        Ok(())
+    })
 }

@@ -15,13 +15,14 @@
 //! Syscalls: `accept(2)`, `clone(2)`, `setsockopt(SO_RCVTIMEO)`, blocking
 //! `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{echo_client, for_each_client};
 
 const MODEL: Model = Model {
     name: "broken-idle-timeout",
@@ -33,32 +34,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    for_each_client(&listener, config, |stream| {
         thread::spawn(move || client(stream));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn client(mut s: TcpStream) {
     // THE BUG: silence for a second is taken for a dead client.
+    // (`echo_client` ends the conversation on any read error, the
+    // timeout's `EAGAIN` included.)
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = s.shutdown(Shutdown::Write);
+    echo_client(&mut s);
 }

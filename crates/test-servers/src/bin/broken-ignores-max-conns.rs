@@ -14,40 +14,24 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient, echo_until_eof};
+use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
+use test_servers::{for_each_client, join_all};
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     config.log(format_args!("at most {} connections", config.max_conns));
-    // Every client thread, so that shutdown can wait for them. (Never
-    // pruned: a few bytes per connection ever served, fine for a server
-    // that lives for one test.)
+    // Every client thread, so that shutdown can wait for them.
     let mut clients = Vec::new();
-    loop {
-        let (mut stream, _) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            break;
-        }
-        // BUG: no `if live >= config.max_conns { drop(stream); continue; }`.
+    for_each_client(&listener, config, |mut stream| {
+        // BUG: no `if live >= config.max_conns { drop(stream); return Ok(()); }`.
         clients.push(thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             let _ = echo_until_eof(&mut stream, &mut buf);
         }));
-    }
-    finish(clients);
+        Ok(())
+    })?;
+    // Shutdown done right, so that the one bug above is the only one.
+    join_all(clients);
     Ok(())
-}
-
-/// Shutdown done right, so that the one bug above is the only one: open
-/// connections finish (the contract's shutdown thread ends the process
-/// when the grace period is over, whatever is still open).
-fn finish<T>(clients: Vec<thread::JoinHandle<T>>) {
-    for client in clients {
-        let _ = client.join();
-    }
 }
 
 fn main() -> ExitCode {

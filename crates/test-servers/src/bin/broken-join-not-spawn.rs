@@ -14,12 +14,13 @@
 //! Syscalls: `accept(2)`, `clone(2)`, `futex(2)` (the join), blocking
 //! `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{accept, echo_client};
 
 const MODEL: Model = Model {
     name: "broken-join-not-spawn",
@@ -31,31 +32,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
+    // The accept loop is written out here, not taken from
+    // `for_each_client`: the bug is in it.
+    loop {
+        let Some((mut stream, _)) = accept(&listener)? else {
+            continue;
         };
         if config.shutdown.requested() {
             return Ok(());
         }
         // THE BUG: waits for this client before accepting the next.
-        let _ = thread::spawn(move || client(stream)).join();
+        let _ = thread::spawn(move || echo_client(&mut stream)).join();
     }
-    Ok(())
-}
-
-fn client(mut s: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = s.shutdown(Shutdown::Write);
 }

@@ -15,7 +15,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{for_each_client, join_all};
 
 fn echo(mut stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
@@ -38,32 +39,15 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    // Every client thread, so that shutdown can wait for them. (Never
-    // pruned: a few bytes per connection ever served, fine for a server
-    // that lives for one test.)
+    // Every client thread, so that shutdown can wait for them.
     let mut clients = Vec::new();
-    loop {
-        let (stream, _) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            break;
-        }
+    for_each_client(&listener, config, |stream| {
         clients.push(thread::spawn(move || echo(stream)));
-    }
-    finish(clients);
+        Ok(())
+    })?;
+    // Shutdown done right, so that the one bug above is the only one.
+    join_all(clients);
     Ok(())
-}
-
-/// Shutdown done right, so that the one bug above is the only one: open
-/// connections finish (the contract's shutdown thread ends the process
-/// when the grace period is over, whatever is still open).
-fn finish<T>(clients: Vec<thread::JoinHandle<T>>) {
-    for client in clients {
-        let _ = client.join();
-    }
 }
 
 fn main() -> ExitCode {

@@ -3,7 +3,8 @@
 //! the answer.
 //!
 //! The bug, as it looks in real code: `stream.peer_addr().unwrap()` right
-//! after `incoming()`, in the accepting thread. It never fails in testing.
+//! after the accept (typically `incoming()`, which throws away the address
+//! `accept(2)` returned), in the accepting thread. It never fails in testing.
 //! But Linux hands `accept(2)` connections that were reset while they
 //! waited in the listen queue; on such a socket `getpeername(2)` fails with
 //! `ENOTCONN`, the unwrap panics in the main thread, and the process exits
@@ -18,12 +19,13 @@
 //! Syscalls: `accept(2)`, `getpeername(2)`, `clone(2)`, blocking `read(2)`,
 //! `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{accept, echo_client};
 
 const MODEL: Model = Model {
     name: "broken-peer-addr-unwrap",
@@ -35,11 +37,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
+    // The accept loop is written out here, not taken from
+    // `for_each_client`: the bug is in it.
+    loop {
+        // The address `accept` returned, which is what should be logged,
+        // is ignored in favour of asking the socket.
+        let Some((mut stream, _)) = accept(&listener)? else {
+            continue;
         };
         if config.shutdown.requested() {
             return Ok(());
@@ -47,24 +51,9 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
         // THE BUG: getpeername(2) fails with ENOTCONN on a connection
         // that was reset before we accepted it.
         let peer = stream.peer_addr().unwrap();
-        thread::spawn(move || client(stream, peer));
+        thread::spawn(move || {
+            let total = echo_client(&mut stream);
+            let _ = (peer, total); // what --verbose would print
+        });
     }
-    Ok(())
-}
-
-fn client(mut s: TcpStream, peer: std::net::SocketAddr) {
-    let mut buf = [0u8; 16 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        total += n;
-    }
-    let _ = s.shutdown(Shutdown::Write);
-    let _ = (peer, total); // what --verbose would print
 }

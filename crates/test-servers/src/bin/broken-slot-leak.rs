@@ -14,13 +14,14 @@
 //!
 //! Syscalls: `accept(2)`, `clone(2)`, blocking `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::{echo_client, for_each_client};
 
 const MODEL: Model = Model {
     name: "broken-slot-leak",
@@ -38,38 +39,20 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    for_each_client(&listener, config, |stream| {
         let Some(slot) = claim() else {
             // "Server full": turned away before any echo.
             drop(stream);
-            continue;
+            return Ok(());
         };
         thread::spawn(move || client(stream, slot));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn client(mut s: TcpStream, slot: usize) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        SLOTS[slot].fetch_add(n as u64, Ordering::Relaxed);
-    }
-    let _ = s.shutdown(Shutdown::Write);
+    let echoed = echo_client(&mut s);
+    SLOTS[slot].fetch_add(echoed, Ordering::Relaxed);
     // THE BUG: the slot is never released here.
 }
 

@@ -19,7 +19,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::for_each_client;
 
 const MODEL: Model = Model {
     name: "broken-utf8-lines",
@@ -31,18 +32,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    for_each_client(&listener, config, |stream| {
         thread::spawn(move || client(stream));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn client(mut s: TcpStream) {

@@ -22,8 +22,9 @@ use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient, echo_until_eof};
+use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
 use nix::unistd::{ForkResult, fork};
+use test_servers::accept;
 
 const MODEL: Model = Model {
     name: "broken-zombies",
@@ -35,11 +36,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for stream in listener.incoming() {
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
+    // The accept loop is written out here, not taken from
+    // `for_each_client`: the child must close its copy of the listener,
+    // which a borrowed one cannot.
+    loop {
+        let Some((mut stream, _)) = accept(&listener)? else {
+            continue;
         };
         if config.shutdown.requested() {
             return Ok(());
@@ -61,5 +63,4 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
             ForkResult::Parent { .. } => drop(stream),
         }
     }
-    Ok(())
 }

@@ -23,7 +23,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
+use test_servers::for_each_client;
 
 const MODEL: Model = Model {
     name: "control-slow",
@@ -39,15 +40,7 @@ fn main() -> ExitCode {
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     let mut seed = 0x5eed_u64;
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    for_each_client(&listener, config, |stream| {
         seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         // Small stacks: beyond-fd-setsize holds 1,100 of these threads.
         let spawned = thread::Builder::new().stack_size(64 * 1024).spawn(move || {
@@ -56,8 +49,8 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
         if let Err(e) = spawned {
             eprintln!("control-slow: cannot spawn a client thread: {e}");
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn client(mut s: TcpStream, seed: u64) -> io::Result<()> {

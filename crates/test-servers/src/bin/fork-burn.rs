@@ -39,11 +39,12 @@ use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use echo_protocol::{Config, Model, accept_error_is_transient};
+use echo_protocol::{Config, Model};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::waitpid;
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{ForkResult, fork};
+use test_servers::accept;
 
 /// This server's own flags.
 #[derive(Debug, clap::Args)]
@@ -76,10 +77,8 @@ fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result<()>
     let child_burn = Duration::from_millis(flags.child_burn_ms);
     let grandchild_burn = Duration::from_millis(flags.grandchild_burn_ms);
     loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => return Err(e),
+        let Some((stream, peer)) = accept(&listener)? else {
+            continue;
         };
         if config.shutdown.requested() {
             return Ok(());
