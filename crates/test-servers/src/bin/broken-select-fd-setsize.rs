@@ -16,32 +16,26 @@
 //!
 //! Syscalls: `select(2)`, non-blocking `accept4(2)`, `read(2)`, `write(2)`.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags};
 use nix::sys::select::{FdSet, select};
+use test_servers::poll_loop::{Conn, OUTPUT_CAP, accept_all};
 
 const MODEL: Model = Model {
     name: "broken-select-fd-setsize",
     expected_limits: &[],
 };
 
-/// Output kept per connection before we stop reading from it.
-const OUTPUT_CAP: usize = 256 * 1024;
-
-struct Conn {
-    stream: TcpStream,
-    out: Vec<u8>,
-    eof: bool,
-}
-
 fn main() -> ExitCode {
     echo_protocol::run(&MODEL, serve)
 }
 
+/// `poll_loop`'s turn, with `select` for `poll`: the loop is written out
+/// here because the bug is in building its sets.
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut conns: Vec<Conn> = Vec::new();
@@ -74,60 +68,15 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
                 .collect();
             (r, w)
         };
-        let mut keep = vec![true; conns.len()];
-        for (i, c) in conns.iter_mut().enumerate() {
-            if readable[i + 1] || writable[i] {
-                keep[i] = handle(c, &mut buf).unwrap_or(false);
-            }
-        }
-        let mut k = keep.into_iter();
-        conns.retain(|_| k.next().unwrap_or(true));
-        if readable[0] {
-            loop {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if config.shutdown.requested() {
-                            return Ok(());
-                        }
-                        stream.set_nonblocking(true)?;
-                        conns.push(Conn {
-                            stream,
-                            out: Vec::new(),
-                            eof: false,
-                        });
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if accept_error_is_transient(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+        let mut i = 0;
+        conns.retain_mut(|c| {
+            let ready = readable[i + 1] || writable[i];
+            i += 1;
+            // A connection's error closes that connection only.
+            !ready || c.echo_ready(&mut buf).unwrap_or(false)
+        });
+        if readable[0] && !accept_all(&listener, config, &mut conns)? {
+            return Ok(());
         }
     }
-}
-
-/// Reads once if there is room, flushes what it can; `Ok(false)` to close.
-fn handle(c: &mut Conn, buf: &mut [u8]) -> io::Result<bool> {
-    if !c.eof && c.out.len() < OUTPUT_CAP {
-        match c.stream.read(buf) {
-            Ok(0) => c.eof = true,
-            Ok(n) => c.out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    while !c.out.is_empty() {
-        match c.stream.write(&c.out) {
-            Ok(n) => {
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if c.eof && c.out.is_empty() {
-        let _ = c.stream.shutdown(Shutdown::Write);
-        return Ok(false);
-    }
-    Ok(true)
 }
