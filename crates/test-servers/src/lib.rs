@@ -19,24 +19,27 @@
 //!
 //! Each bin should read as a skeleton plus one bug, so the parts that are
 //! the same in every server of a kind live here, written once: the
-//! thread-per-client accept loop ([`for_each_client`], on [`accept`]), the
-//! plain echo of a client thread ([`echo_client`]), the drain at shutdown
-//! ([`join_all`]), and the non-blocking readiness loop ([`poll_loop`]).
-//! Where the bug *is* that skeleton (a join in the accept loop, an unwrap
-//! of the peer's address, a loop that spins on `EMFILE`, a return with no
-//! drain, an `fd_set`), the bin writes its own loop instead, so the bug
-//! stays where a reader looks for it.
+//! thread-per-client accept loop ([`next_client`], or all of it in
+//! [`thread_per_client`]), the read and the echo of a client thread
+//! ([`read_some`], [`echo_client`]), the drain at shutdown ([`join_all`]),
+//! and the non-blocking readiness loop ([`poll_loop`]). The accept loop
+//! stays a `while let` in the bins that spawn something other than a plain
+//! client thread, so what is done per connection (a spawn, a join, a fork,
+//! a table entry) is read where the bug is. Where the bug *is* the loop
+//! (a loop that spins on `EMFILE`, an `fd_set`, edge-triggered reads), the
+//! bin writes all of it.
 //!
 //! Syscalls: `accept(2)` (blocking here, non-blocking `accept4(2)` in
-//! [`poll_loop`]), `read(2)`, `write(2)`, `shutdown(2)`, `poll(2)`.
+//! [`poll_loop`]), `clone(2)`, `read(2)`, `write(2)`, `shutdown(2)`,
+//! `poll(2)`.
 
 pub mod poll_loop;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 
-use echo_protocol::{Config, accept_error_is_transient};
+use echo_protocol::{Config, NoFlags, accept_error_is_transient};
 
 /// One `accept(2)`. `Ok(None)` when the error concerns only the connection
 /// being accepted ([`accept_error_is_transient`]), so the caller simply
@@ -51,28 +54,45 @@ pub fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAdd
     }
 }
 
-/// The accept loop of a thread-per-client server: accepts until shutdown is
-/// requested and hands each connection to `each`, which spawns (or forks,
-/// or turns away) as its server does. Returns `Ok(())` on shutdown at once,
-/// without waiting for what `each` started: a server that must drain keeps
-/// the handles and passes them to [`join_all`] afterwards.
+/// The next connection of a blocking accept loop, or `Ok(None)` once
+/// shutdown is requested, so the loop reads `while let Some(stream) =
+/// next_client(..)? { .. }` and what follows it is the server's shutdown.
 ///
 /// The shutdown check comes after `accept` because the contract's shutdown
 /// thread wakes a blocked `accept` by connecting to the listener; that
-/// wake-up connection is dropped, never served.
-pub fn for_each_client(
-    listener: &TcpListener,
-    config: &Config,
-    mut each: impl FnMut(TcpStream) -> io::Result<()>,
-) -> io::Result<()> {
+/// wake-up connection is dropped, never served. The peer's address is
+/// dropped too, as `incoming()` does: no test server logs it.
+pub fn next_client(listener: &TcpListener, config: &Config) -> io::Result<Option<TcpStream>> {
     loop {
-        let Some((stream, _)) = accept(listener)? else {
-            continue;
-        };
-        if config.shutdown.requested() {
-            return Ok(());
+        if let Some((stream, _)) = accept(listener)? {
+            return Ok((!config.shutdown.requested()).then_some(stream));
         }
-        each(stream)?;
+    }
+}
+
+/// A whole thread-per-client server whose bug is inside `client`: a
+/// detached thread per connection, and on shutdown a return at once,
+/// without waiting for them. That cuts open connections at exit, which
+/// no case looks at; the fault that does (`sigterm-mid-transfer`) is run
+/// against `broken-exit-on-sigterm` alone, and the servers meant to pass
+/// a shutdown keep their handles for [`join_all`].
+pub fn thread_per_client(
+    client: fn(TcpStream),
+) -> impl FnOnce(TcpListener, &Config, NoFlags) -> io::Result<()> {
+    move |listener: TcpListener, config: &Config, _: NoFlags| {
+        while let Some(stream) = next_client(&listener, config)? {
+            thread::spawn(move || client(stream));
+        }
+        Ok(())
+    }
+}
+
+/// One `read` of a client thread: `None` at EOF or on any error, both of
+/// which end a conversation that has no one to report to.
+pub fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
+    match s.read(buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
     }
 }
 
@@ -86,11 +106,7 @@ pub fn for_each_client(
 pub fn echo_client(s: &mut TcpStream) -> u64 {
     let mut buf = [0u8; 16 * 1024];
     let mut total = 0;
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+    while let Some(n) = read_some(s, &mut buf) {
         if s.write_all(&buf[..n]).is_err() {
             break;
         }

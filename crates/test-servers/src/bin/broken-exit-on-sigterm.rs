@@ -17,25 +17,18 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
-use test_servers::accept;
+use test_servers::next_client;
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    // The accept loop is written out here, not taken from
-    // `for_each_client`: what it does on shutdown is the bug.
-    loop {
-        let Some((mut stream, _)) = accept(&listener)? else {
-            continue;
-        };
-        if config.shutdown.requested() {
-            // BUG: no drain. The client threads are detached; returning
-            // here ends the process under them.
-            return Ok(());
-        }
+    while let Some(mut stream) = next_client(&listener, config)? {
         thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             let _ = echo_until_eof(&mut stream, &mut buf);
         });
     }
+    // BUG: no drain. The client threads are detached; returning here ends
+    // the process under them.
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, for_each_client};
+use test_servers::{echo_client, next_client};
 
 const MODEL: Model = Model {
     name: "broken-fd-leak",
@@ -40,12 +40,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |mut stream| {
+    while let Some(mut stream) = next_client(&listener, config)? {
         // THE BUG: a duplicate descriptor per connection, never removed.
         if let Ok(dup) = stream.try_clone() {
             SEEN.lock().unwrap_or_else(|p| p.into_inner()).push(dup);
         }
         thread::spawn(move || echo_client(&mut stream));
-        Ok(())
-    })
+    }
+    Ok(())
 }

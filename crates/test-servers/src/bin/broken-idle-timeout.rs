@@ -15,14 +15,12 @@
 //! Syscalls: `accept(2)`, `clone(2)`, `setsockopt(SO_RCVTIMEO)`, blocking
 //! `read(2)`, `write(2)`.
 
-use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::ExitCode;
-use std::thread;
 use std::time::Duration;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, for_each_client};
+use echo_protocol::Model;
+use test_servers::{echo_client, thread_per_client};
 
 const MODEL: Model = Model {
     name: "broken-idle-timeout",
@@ -30,14 +28,7 @@ const MODEL: Model = Model {
 };
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
-}
-
-fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
-        thread::spawn(move || client(stream));
-        Ok(())
-    })
+    echo_protocol::run(&MODEL, thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

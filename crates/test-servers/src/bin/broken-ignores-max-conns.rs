@@ -15,20 +15,19 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
-use test_servers::{for_each_client, join_all};
+use test_servers::{join_all, next_client};
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     config.log(format_args!("at most {} connections", config.max_conns));
     // Every client thread, so that shutdown can wait for them.
     let mut clients = Vec::new();
-    for_each_client(&listener, config, |mut stream| {
-        // BUG: no `if live >= config.max_conns { drop(stream); return Ok(()); }`.
+    while let Some(mut stream) = next_client(&listener, config)? {
+        // BUG: no `if live >= config.max_conns { drop(stream); continue; }`.
         clients.push(thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             let _ = echo_until_eof(&mut stream, &mut buf);
         }));
-        Ok(())
-    })?;
+    }
     // Shutdown done right, so that the one bug above is the only one.
     join_all(clients);
     Ok(())

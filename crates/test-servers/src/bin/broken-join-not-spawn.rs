@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{accept, echo_client};
+use test_servers::{echo_client, next_client};
 
 const MODEL: Model = Model {
     name: "broken-join-not-spawn",
@@ -32,16 +32,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    // The accept loop is written out here, not taken from
-    // `for_each_client`: the bug is in it.
-    loop {
-        let Some((mut stream, _)) = accept(&listener)? else {
-            continue;
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    while let Some(mut stream) = next_client(&listener, config)? {
         // THE BUG: waits for this client before accepting the next.
         let _ = thread::spawn(move || echo_client(&mut stream)).join();
     }
+    Ok(())
 }

@@ -13,13 +13,12 @@
 //!
 //! Syscalls: `accept(2)`, `clone(2)`, one blocking `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
-use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::for_each_client;
+use echo_protocol::Model;
+use test_servers::thread_per_client;
 
 const MODEL: Model = Model {
     name: "broken-one-read",
@@ -27,14 +26,7 @@ const MODEL: Model = Model {
 };
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
-}
-
-fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
-        thread::spawn(move || client(stream));
-        Ok(())
-    })
+    echo_protocol::run(&MODEL, thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

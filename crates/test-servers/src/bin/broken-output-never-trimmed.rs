@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{for_each_client, join_all};
+use test_servers::{join_all, next_client};
 
 fn echo(mut stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
@@ -41,10 +41,9 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     // Every client thread, so that shutdown can wait for them.
     let mut clients = Vec::new();
-    for_each_client(&listener, config, |stream| {
+    while let Some(stream) = next_client(&listener, config)? {
         clients.push(thread::spawn(move || echo(stream)));
-        Ok(())
-    })?;
+    }
     // Shutdown done right, so that the one bug above is the only one.
     join_all(clients);
     Ok(())

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{accept, echo_client};
+use test_servers::{echo_client, next_client};
 
 const MODEL: Model = Model {
     name: "broken-peer-addr-unwrap",
@@ -37,17 +37,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    // The accept loop is written out here, not taken from
-    // `for_each_client`: the bug is in it.
-    loop {
-        // The address `accept` returned, which is what should be logged,
-        // is ignored in favour of asking the socket.
-        let Some((mut stream, _)) = accept(&listener)? else {
-            continue;
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    // `next_client`, like `incoming()`, drops the address `accept`
+    // returned, which is what should have been logged.
+    while let Some(mut stream) = next_client(&listener, config)? {
         // THE BUG: getpeername(2) fails with ENOTCONN on a connection
         // that was reset before we accepted it.
         let peer = stream.peer_addr().unwrap();
@@ -56,4 +48,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
             let _ = (peer, total); // what --verbose would print
         });
     }
+    Ok(())
 }

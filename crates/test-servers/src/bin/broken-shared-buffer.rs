@@ -20,17 +20,15 @@
 //! Syscalls: `accept(2)`, `clone(2)`, `poll(2)` (to wait without holding
 //! the lock), `read(2)`, `write(2)`, futexes.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::thread;
 
+use echo_protocol::Model;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::for_each_client;
+use test_servers::{read_some, thread_per_client};
 
 const MODEL: Model = Model {
     name: "broken-shared-buffer",
@@ -41,14 +39,7 @@ const MODEL: Model = Model {
 static SCRATCH: Mutex<[u8; 16 * 1024]> = Mutex::new([0; 16 * 1024]);
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
-}
-
-fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
-        thread::spawn(move || client(stream));
-        Ok(())
-    })
+    echo_protocol::run(&MODEL, thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {
@@ -62,9 +53,9 @@ fn client(mut s: TcpStream) {
         // THE BUG: the lock is released between the read and the write.
         let n = {
             let mut buf = SCRATCH.lock().unwrap_or_else(|p| p.into_inner());
-            match s.read(&mut buf[..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            match read_some(&mut s, &mut buf[..]) {
+                Some(n) => n,
+                None => break,
             }
         };
         let buf = SCRATCH.lock().unwrap_or_else(|p| p.into_inner());

@@ -24,13 +24,11 @@
 //! Syscalls: `signal(2)`, `accept(2)`, `clone(2)`, blocking `read(2)` and
 //! `write(2)`.
 
-use std::io::{self, Read};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
-use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::for_each_client;
+use echo_protocol::Model;
+use test_servers::{read_some, thread_per_client};
 
 const MODEL: Model = Model {
     name: "broken-sigpipe",
@@ -44,23 +42,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    echo_protocol::run(&MODEL, serve)
-}
-
-fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
-        thread::spawn(move || client(stream));
-        Ok(())
-    })
+    echo_protocol::run(&MODEL, thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {
     let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+    while let Some(n) = read_some(&mut s, &mut buf) {
         // THE BUG, part two: "the client went away, nothing to do about
         // it", and on to the next read. `write(2)` on the descriptor, as
         // the C original did: std's own `TcpStream::write` sends with

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, for_each_client};
+use test_servers::{echo_client, next_client};
 
 const MODEL: Model = Model {
     name: "broken-slot-leak",
@@ -39,15 +39,15 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
+    while let Some(stream) = next_client(&listener, config)? {
         let Some(slot) = claim() else {
             // "Server full": turned away before any echo.
             drop(stream);
-            return Ok(());
+            continue;
         };
         thread::spawn(move || client(stream, slot));
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 fn client(mut s: TcpStream, slot: usize) {

@@ -14,13 +14,12 @@
 //!
 //! Syscalls: `accept(2)`, `clone(2)`, blocking `read(2)`, `write(2)`.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
-use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::for_each_client;
+use echo_protocol::Model;
+use test_servers::{read_some, thread_per_client};
 
 const MODEL: Model = Model {
     name: "broken-utf8-lines",
@@ -28,23 +27,12 @@ const MODEL: Model = Model {
 };
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
-}
-
-fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    for_each_client(&listener, config, |stream| {
-        thread::spawn(move || client(stream));
-        Ok(())
-    })
+    echo_protocol::run(&MODEL, thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {
     let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+    while let Some(n) = read_some(&mut s, &mut buf) {
         // THE BUG: the bytes are decoded, and a client whose bytes are not
         // text is dropped.
         let Ok(text) = std::str::from_utf8(&buf[..n]) else {

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
 use nix::unistd::{ForkResult, fork};
-use test_servers::accept;
+use test_servers::next_client;
 
 const MODEL: Model = Model {
     name: "broken-zombies",
@@ -36,16 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
-    // The accept loop is written out here, not taken from
-    // `for_each_client`: the child must close its copy of the listener,
-    // which a borrowed one cannot.
-    loop {
-        let Some((mut stream, _)) = accept(&listener)? else {
-            continue;
-        };
-        if config.shutdown.requested() {
-            return Ok(());
-        }
+    while let Some(mut stream) = next_client(&listener, config)? {
         // SAFETY: the child only runs the echo loop on its own socket, with
         // a buffer on its stack (no allocation, no lock another thread may
         // hold at the fork), then `_exit`s without running destructors or
@@ -63,4 +54,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
             ForkResult::Parent { .. } => drop(stream),
         }
     }
+    Ok(())
 }

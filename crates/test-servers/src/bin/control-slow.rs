@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use echo_protocol::{Config, Model, NoFlags};
-use test_servers::for_each_client;
+use test_servers::next_client;
 
 const MODEL: Model = Model {
     name: "control-slow",
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     let mut seed = 0x5eed_u64;
-    for_each_client(&listener, config, |stream| {
+    while let Some(stream) = next_client(&listener, config)? {
         seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         // Small stacks: beyond-fd-setsize holds 1,100 of these threads.
         let spawned = thread::Builder::new().stack_size(64 * 1024).spawn(move || {
@@ -49,8 +49,8 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
         if let Err(e) = spawned {
             eprintln!("control-slow: cannot spawn a client thread: {e}");
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 fn client(mut s: TcpStream, seed: u64) -> io::Result<()> {
