@@ -22,12 +22,13 @@
 //! thread-per-client accept loop ([`next_client`], or all of it in
 //! [`thread_per_client`]), the read and the echo of a client thread
 //! ([`read_some`], [`echo_client`]), the drain at shutdown ([`join_all`]),
-//! and the non-blocking readiness loop ([`poll_loop`]). The accept loop
-//! stays a `while let` in the bins that spawn something other than a plain
+//! the non-blocking readiness loop ([`poll_loop`]), and the contract's
+//! [`model`] entry with no expected limits. The accept loop stays a
+//! `while let` in the bins that do something other than spawn a plain
 //! client thread, so what is done per connection (a spawn, a join, a fork,
-//! a table entry) is read where the bug is. Where the bug *is* the loop
-//! (a loop that spins on `EMFILE`, an `fd_set`, edge-triggered reads), the
-//! bin writes all of it.
+//! a table entry) is read where the bug is. Where the bug *is* the loop (a
+//! loop that spins on `EMFILE`, an `fd_set`, edge-triggered reads), the bin
+//! writes all of it.
 //!
 //! Syscalls: `accept(2)` (blocking here, non-blocking `accept4(2)` in
 //! [`poll_loop`]), `clone(2)`, `read(2)`, `write(2)`, `shutdown(2)`,
@@ -39,7 +40,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 
-use echo_protocol::{Config, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
 
 /// One `accept(2)`. `Ok(None)` when the error concerns only the connection
 /// being accepted ([`accept_error_is_transient`]), so the caller simply
@@ -124,5 +125,15 @@ pub fn echo_client(s: &mut TcpStream) -> u64 {
 pub fn join_all<T>(clients: Vec<JoinHandle<T>>) {
     for client in clients {
         let _ = client.join();
+    }
+}
+
+/// The contract's [`Model`] for a test server: a name and no expected
+/// limits. A broken server's bug must show as a plain failure of its case,
+/// never one excused as a limit of its design, and the control has none.
+pub const fn model(name: &'static str) -> Model {
+    Model {
+        name,
+        expected_limits: &[],
     }
 }

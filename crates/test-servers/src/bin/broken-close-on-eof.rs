@@ -22,16 +22,12 @@ use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags};
+use echo_protocol::{Config, NoFlags};
+use test_servers::model;
 use test_servers::poll_loop::{Conn, OUTPUT_CAP, poll_loop};
 
-const MODEL: Model = Model {
-    name: "broken-close-on-eof",
-    expected_limits: &[],
-};
-
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-close-on-eof"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

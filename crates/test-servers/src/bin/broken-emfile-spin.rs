@@ -22,8 +22,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags};
+use echo_protocol::{Config, NoFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use test_servers::model;
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -92,11 +93,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    echo_protocol::run(
-        &Model {
-            name: "broken-emfile-spin",
-            expected_limits: &[],
-        },
-        serve,
-    )
+    echo_protocol::run(&model("broken-emfile-spin"), serve)
 }

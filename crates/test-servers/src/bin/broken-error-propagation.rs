@@ -19,16 +19,12 @@ use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags};
+use echo_protocol::{Config, NoFlags};
+use test_servers::model;
 use test_servers::poll_loop::{Conn, poll_loop};
 
-const MODEL: Model = Model {
-    name: "broken-error-propagation",
-    expected_limits: &[],
-};
-
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-error-propagation"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

@@ -29,18 +29,14 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags, accept_error_is_transient};
+use echo_protocol::{Config, NoFlags, accept_error_is_transient};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-
-const MODEL: Model = Model {
-    name: "broken-et-read-once",
-    expected_limits: &[],
-};
+use test_servers::model;
 
 const LISTENER: u64 = u64::MAX;
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-et-read-once"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

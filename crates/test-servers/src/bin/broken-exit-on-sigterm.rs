@@ -16,8 +16,8 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
-use test_servers::next_client;
+use echo_protocol::{Config, NoFlags, echo_until_eof};
+use test_servers::{model, next_client};
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     while let Some(mut stream) = next_client(&listener, config)? {
@@ -32,11 +32,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    echo_protocol::run(
-        &Model {
-            name: "broken-exit-on-sigterm",
-            expected_limits: &[],
-        },
-        serve,
-    )
+    echo_protocol::run(&model("broken-exit-on-sigterm"), serve)
 }

@@ -24,19 +24,14 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, next_client};
-
-const MODEL: Model = Model {
-    name: "broken-fd-leak",
-    expected_limits: &[],
-};
+use echo_protocol::{Config, NoFlags};
+use test_servers::{echo_client, model, next_client};
 
 /// Every connection ever accepted, "for the stats page".
 static SEEN: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-fd-leak"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

@@ -19,16 +19,10 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use echo_protocol::Model;
-use test_servers::{echo_client, thread_per_client};
-
-const MODEL: Model = Model {
-    name: "broken-idle-timeout",
-    expected_limits: &[],
-};
+use test_servers::{echo_client, model, thread_per_client};
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, thread_per_client(client))
+    echo_protocol::run(&model("broken-idle-timeout"), thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

@@ -14,8 +14,8 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
-use test_servers::{join_all, next_client};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
+use test_servers::{join_all, model, next_client};
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     config.log(format_args!("at most {} connections", config.max_conns));
@@ -34,11 +34,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    echo_protocol::run(
-        &Model {
-            name: "broken-ignores-max-conns",
-            expected_limits: &[],
-        },
-        serve,
-    )
+    echo_protocol::run(&model("broken-ignores-max-conns"), serve)
 }

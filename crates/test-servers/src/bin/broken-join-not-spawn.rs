@@ -19,16 +19,11 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, next_client};
-
-const MODEL: Model = Model {
-    name: "broken-join-not-spawn",
-    expected_limits: &[],
-};
+use echo_protocol::{Config, NoFlags};
+use test_servers::{echo_client, model, next_client};
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-join-not-spawn"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

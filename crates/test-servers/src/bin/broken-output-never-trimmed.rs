@@ -15,8 +15,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{join_all, next_client};
+use echo_protocol::{Config, NoFlags};
+use test_servers::{join_all, model, next_client};
 
 fn echo(mut stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
@@ -50,11 +50,5 @@ fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    echo_protocol::run(
-        &Model {
-            name: "broken-output-never-trimmed",
-            expected_limits: &[],
-        },
-        serve,
-    )
+    echo_protocol::run(&model("broken-output-never-trimmed"), serve)
 }

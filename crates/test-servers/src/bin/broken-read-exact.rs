@@ -17,16 +17,10 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
 
-use echo_protocol::Model;
-use test_servers::thread_per_client;
-
-const MODEL: Model = Model {
-    name: "broken-read-exact",
-    expected_limits: &[],
-};
+use test_servers::{model, thread_per_client};
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, thread_per_client(client))
+    echo_protocol::run(&model("broken-read-exact"), thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

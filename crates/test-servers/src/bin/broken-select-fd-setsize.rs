@@ -21,17 +21,13 @@ use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags};
+use echo_protocol::{Config, NoFlags};
 use nix::sys::select::{FdSet, select};
+use test_servers::model;
 use test_servers::poll_loop::{Conn, OUTPUT_CAP, accept_all};
 
-const MODEL: Model = Model {
-    name: "broken-select-fd-setsize",
-    expected_limits: &[],
-};
-
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-select-fd-setsize"), serve)
 }
 
 /// `poll_loop`'s turn, with `select` for `poll`: the loop is written out

@@ -26,20 +26,14 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use echo_protocol::Model;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use test_servers::{read_some, thread_per_client};
-
-const MODEL: Model = Model {
-    name: "broken-shared-buffer",
-    expected_limits: &[],
-};
+use test_servers::{model, read_some, thread_per_client};
 
 /// One buffer for every client, "to save an allocation per connection".
 static SCRATCH: Mutex<[u8; 16 * 1024]> = Mutex::new([0; 16 * 1024]);
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, thread_per_client(client))
+    echo_protocol::run(&model("broken-shared-buffer"), thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

@@ -27,13 +27,7 @@
 use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
 
-use echo_protocol::Model;
-use test_servers::{read_some, thread_per_client};
-
-const MODEL: Model = Model {
-    name: "broken-sigpipe",
-    expected_limits: &[],
-};
+use test_servers::{model, read_some, thread_per_client};
 
 fn main() -> ExitCode {
     // THE BUG, part one: back to "a write to a broken pipe kills us".
@@ -42,7 +36,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    echo_protocol::run(&MODEL, thread_per_client(client))
+    echo_protocol::run(&model("broken-sigpipe"), thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

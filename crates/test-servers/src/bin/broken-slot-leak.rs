@@ -20,13 +20,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::{echo_client, next_client};
-
-const MODEL: Model = Model {
-    name: "broken-slot-leak",
-    expected_limits: &[],
-};
+use echo_protocol::{Config, NoFlags};
+use test_servers::{echo_client, model, next_client};
 
 /// Table size.
 const SLOTS_MAX: usize = 512;
@@ -35,7 +30,7 @@ const SLOTS_MAX: usize = 512;
 static SLOTS: [AtomicU64; SLOTS_MAX] = [const { AtomicU64::new(u64::MAX) }; SLOTS_MAX];
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-slot-leak"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

@@ -18,16 +18,10 @@ use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
 
-use echo_protocol::Model;
-use test_servers::{read_some, thread_per_client};
-
-const MODEL: Model = Model {
-    name: "broken-utf8-lines",
-    expected_limits: &[],
-};
+use test_servers::{model, read_some, thread_per_client};
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, thread_per_client(client))
+    echo_protocol::run(&model("broken-utf8-lines"), thread_per_client(client))
 }
 
 fn client(mut s: TcpStream) {

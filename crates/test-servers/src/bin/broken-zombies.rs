@@ -22,17 +22,12 @@ use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use echo_protocol::{Config, Model, NoFlags, echo_until_eof};
+use echo_protocol::{Config, NoFlags, echo_until_eof};
 use nix::unistd::{ForkResult, fork};
-use test_servers::next_client;
-
-const MODEL: Model = Model {
-    name: "broken-zombies",
-    expected_limits: &[],
-};
+use test_servers::{model, next_client};
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("broken-zombies"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

@@ -23,19 +23,14 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
 
-use echo_protocol::{Config, Model, NoFlags};
-use test_servers::next_client;
-
-const MODEL: Model = Model {
-    name: "control-slow",
-    expected_limits: &[],
-};
+use echo_protocol::{Config, NoFlags};
+use test_servers::{model, next_client};
 
 /// Largest read or write.
 const MAX_PIECE: u64 = 64;
 
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("control-slow"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {

@@ -39,12 +39,12 @@ use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use echo_protocol::{Config, Model};
+use echo_protocol::Config;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::waitpid;
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{ForkResult, fork};
-use test_servers::accept;
+use test_servers::{accept, model};
 
 /// This server's own flags.
 #[derive(Debug, clap::Args)]
@@ -60,13 +60,8 @@ struct Flags {
     grandchild_burn_ms: u64,
 }
 
-const MODEL: Model = Model {
-    name: "fork-burn",
-    expected_limits: &[],
-};
-
 fn main() -> ExitCode {
-    echo_protocol::run(&MODEL, serve)
+    echo_protocol::run(&model("fork-burn"), serve)
 }
 
 fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result<()> {
