@@ -406,7 +406,9 @@ fn pollfd(fd: RawFd) -> libc::pollfd {
 /// `poll(2)` with an optional timeout; `EINTR` (a SIGCHLD landing in this
 /// thread) counts as a wake-up with nothing ready, not an error.
 fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
-    let ms = timeout.map_or(-1, |d| d.as_millis().clamp(1, i32::MAX as u128) as libc::c_int);
+    let ms = timeout.map_or(-1, |d| {
+        d.as_millis().clamp(1, i32::MAX as u128) as libc::c_int
+    });
     // SAFETY: `fds` is a live, exclusively borrowed slice of pollfd.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     if n < 0 {

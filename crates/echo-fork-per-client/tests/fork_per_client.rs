@@ -270,13 +270,15 @@ fn a_child_does_not_keep_the_listener() {
     );
 
     server.sigterm().unwrap();
-    wait_for(SETTLE, "a new client refused after SIGTERM", || {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+    wait_for(
+        SETTLE,
+        "a new client refused after SIGTERM",
+        || match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
             Err(e) => Err(e.to_string()),
             Ok(_) => Err("connected".into()),
-        }
-    });
+        },
+    );
     assert!(tree::alive(kids[0]), "the child ended before its client");
     round_trip(&mut open, b"still served");
     open.shutdown(Shutdown::Write).unwrap();
