@@ -43,7 +43,9 @@
 //!   coalesce: one SIGCHLD may stand for many exits). Reaping happens in
 //!   the main thread only, the same thread that records each fork, so the
 //!   table of children needs no lock and a fast child cannot be reaped
-//!   before it is recorded.
+//!   before it is recorded. The handler may also run on the shutdown
+//!   thread, interrupting its `sigwait`; glibc's `sigwait` retries after
+//!   `EINTR`, so SIGTERM still reaches it.
 //!
 //! # Fork safety
 //!
