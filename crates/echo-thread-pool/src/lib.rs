@@ -39,9 +39,12 @@
 //! `--when-full refuse`, closes the connection the acceptor holds at once
 //! (`try_send` failed): latency of the clients served stays bounded by N+Q,
 //! and the excess sees EOF or a reset right away, which a client can retry
-//! elsewhere. `refuse` also turns away part of a burst that arrives faster
-//! than idle workers wake up to take it: the queue counts connections not
-//! yet taken, not idle workers. Wait is the default because it is what a blocking pool does
+//! elsewhere. "Every worker busy" is counted, not inferred from a full
+//! queue: a burst can fill the queue faster than idle workers wake up to
+//! take from it (with the server on one CPU, the acceptor accepted 100
+//! connections before any of 64 idle workers ran, and a `try_send` alone
+//! refused 36 of them). While a worker is idle, `refuse` waits as `wait`
+//! does. Wait is the default because it is what a blocking pool does
 //! when nobody decides otherwise, and because a refused echo client has no
 //! one to retry with; `echo-bench run thread-pool -- --when-full refuse`
 //! shows the other side.
@@ -177,6 +180,8 @@ pub struct PoolFlags {
 struct Shared {
     /// Connections accepted and not closed yet: queued or being served.
     live: AtomicUsize,
+    /// Workers serving a connection; the rest are idle or about to be.
+    busy: AtomicUsize,
     /// The accepting thread, unparked when `live` drops to 0 so that
     /// shutdown does not have to poll.
     acceptor: Thread,
@@ -208,6 +213,7 @@ struct Job {
 pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Result<()> {
     let shared = Arc::new(Shared {
         live: AtomicUsize::new(0),
+        busy: AtomicUsize::new(0),
         acceptor: thread::current(),
     });
     // ANCHOR: pool
@@ -217,10 +223,18 @@ pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Re
         let queue = queue.clone();
         let config = config.clone();
         let panic_on = panic_on.clone();
+        let shared = Arc::clone(&shared);
         thread::Builder::new()
             .name(format!("worker-{id}"))
             .stack_size(STACK_SIZE)
-            .spawn(move || worker(&queue, &config, panic_on.as_deref().map(Vec::as_slice)))
+            .spawn(move || {
+                worker(
+                    &queue,
+                    &shared,
+                    &config,
+                    panic_on.as_deref().map(Vec::as_slice),
+                )
+            })
             .map_err(|e| io::Error::new(e.kind(), format!("cannot spawn worker {id}: {e}")))?;
     }
     // ANCHOR_END: pool
@@ -263,7 +277,8 @@ pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Re
             peer,
             _slot: Slot(Arc::clone(&shared)),
         };
-        if !enqueue(&jobs, job, flags.when_full, config) {
+        let every_worker_busy = || shared.busy.load(Ordering::Acquire) >= flags.workers as usize;
+        if !enqueue(&jobs, job, flags.when_full, every_worker_busy, config) {
             break;
         }
     }
@@ -275,32 +290,39 @@ pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Re
 // ANCHOR: enqueue
 /// Hands `job` to the workers under the full-queue policy. Returns false
 /// when shutdown was requested while waiting for room.
-fn enqueue(jobs: &Sender<Job>, job: Job, when_full: WhenFull, config: &Config) -> bool {
-    match when_full {
-        WhenFull::Refuse => match jobs.try_send(job) {
-            Ok(()) => true,
-            Err(TrySendError::Full(job)) => {
-                config.log(format_args!("{}: refused, every worker busy", job.peer));
-                true
-            }
-            // The receivers live in the workers, which never end while
-            // we hold the sender; keep serving the listener regardless.
-            Err(TrySendError::Disconnected(_)) => true,
-        },
-        WhenFull::Wait => {
-            let mut job = job;
-            loop {
-                match jobs.send_timeout(job, FULL_QUEUE_CHECK) {
-                    Ok(()) => return true,
-                    Err(SendTimeoutError::Timeout(back)) => {
-                        if config.shutdown.requested() {
-                            return false;
-                        }
-                        job = back;
-                    }
-                    Err(SendTimeoutError::Disconnected(_)) => return true,
+fn enqueue(
+    jobs: &Sender<Job>,
+    job: Job,
+    when_full: WhenFull,
+    every_worker_busy: impl Fn() -> bool,
+    config: &Config,
+) -> bool {
+    let mut job = job;
+    loop {
+        if when_full == WhenFull::Refuse {
+            match jobs.try_send(job) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) if every_worker_busy() => {
+                    config.log(format_args!("{}: refused, every worker busy", back.peer));
+                    return true;
                 }
+                // A worker is idle and will take from the queue as soon
+                // as it runs: wait for it, as `wait` does.
+                Err(TrySendError::Full(back)) => job = back,
+                // The receivers live in the workers, which never end while
+                // we hold the sender; keep serving the listener regardless.
+                Err(TrySendError::Disconnected(_)) => return true,
             }
+        }
+        match jobs.send_timeout(job, FULL_QUEUE_CHECK) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(back)) => {
+                if config.shutdown.requested() {
+                    return false;
+                }
+                job = back;
+            }
+            Err(SendTimeoutError::Disconnected(_)) => return true,
         }
     }
 }
@@ -351,7 +373,7 @@ fn drain(
 // ANCHOR: worker
 /// A worker's whole life: take a connection, serve it, repeat, until the
 /// channel is closed and empty.
-fn worker(queue: &Receiver<Job>, config: &Config, panic_on: Option<&[u8]>) {
+fn worker(queue: &Receiver<Job>, shared: &Shared, config: &Config, panic_on: Option<&[u8]>) {
     // One buffer per worker, not per connection: the pool's memory is fixed.
     let mut buf = vec![0u8; BUF_SIZE];
     for job in queue.iter() {
@@ -363,8 +385,9 @@ fn worker(queue: &Receiver<Job>, config: &Config, panic_on: Option<&[u8]>) {
         let Job {
             stream,
             peer,
-            _slot,
+            _slot: slot,
         } = job;
+        shared.busy.fetch_add(1, Ordering::AcqRel);
         // AssertUnwindSafe: after a panic the buffer may hold a stale
         // chunk, and every read overwrites what it then uses; the stream
         // is moved in and dropped (closed) by the unwinding.
@@ -376,6 +399,10 @@ fn worker(queue: &Receiver<Job>, config: &Config, panic_on: Option<&[u8]>) {
                 "{peer}: the worker panicked; connection closed, worker goes on"
             ));
         }
+        // The connection is closed; release its slot before counting this
+        // worker idle, so `live` never counts fewer than the busy workers.
+        drop(slot);
+        shared.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 // ANCHOR_END: worker
