@@ -43,7 +43,7 @@
 //! queue: a burst can fill the queue faster than idle workers wake up to
 //! take from it (with the server on one CPU, as `echo-bench run` pins it,
 //! the acceptor can accept a whole burst before any idle worker runs, and
-//! a `try_send` alone refused part of a burst smaller than N). While a
+//! a `try_send` alone refused part of a burst smaller than N + Q). While a
 //! worker is idle, `refuse` waits as `wait` does. Wait is the default because it is what a blocking pool does
 //! when nobody decides otherwise, and because a refused echo client has no
 //! one to retry with; `echo-bench run thread-pool -- --when-full refuse`
