@@ -360,8 +360,7 @@ impl Pool<'_> {
                 slot.chan = parent_end;
                 slot.started = Instant::now();
                 slot.respawn_at = None;
-                self.config
-                    .log(format_args!("worker {i}: pid {child} started"));
+                log(self.config, format_args!("worker {i}: pid {child} started"));
                 Ok(())
             }
         }
@@ -421,22 +420,28 @@ impl Pool<'_> {
                 Ok(accepted) => accepted,
                 Err(e) if accept_error_is_transient(&e) => continue,
                 Err(e) if is_resource_error(&e) => {
-                    self.config
-                        .log(format_args!("worker {me}: accept: {e} (backing off)"));
+                    log(
+                        self.config,
+                        format_args!("worker {me}: accept: {e} (backing off)"),
+                    );
                     std::thread::sleep(ACCEPT_BACKOFF);
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return 0,
                 Err(e) => {
-                    eprintln!("echo-prefork: worker {me}: accept: {e}");
+                    let line = format!("echo-prefork: worker {me}: accept: {e}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     return 1;
                 }
             };
             if !self.board.try_admit(i, self.config.max_conns) {
-                self.config.log(format_args!(
-                    "worker {me}: {peer}: refused, {} connections open",
-                    self.config.max_conns
-                ));
+                log(
+                    self.config,
+                    format_args!(
+                        "worker {me}: {peer}: refused, {} connections open",
+                        self.config.max_conns
+                    ),
+                );
                 continue;
             }
             serve_client(stream, peer, me, self.config, buf);
@@ -450,17 +455,21 @@ impl Pool<'_> {
         loop {
             let stream = match receive_fd(&chan) {
                 Ok(Some(fd)) => TcpStream::from(fd),
+                // EOF, or a reset when the parent closed its end with our
+                // last "idle" byte unread: the parent is stopping.
                 Ok(None) => return 0,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return 0,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    eprintln!("echo-prefork: worker {me}: recvmsg: {e}");
+                    let line = format!("echo-prefork: worker {me}: recvmsg: {e}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     return 1;
                 }
             };
             // A client reset before we got here has no peer address.
             match stream.peer_addr() {
                 Ok(peer) => serve_client(stream, peer, me, self.config, buf),
-                Err(e) => self.config.log(format_args!("worker {me}: {e}")),
+                Err(e) => log(self.config, format_args!("worker {me}: {e}")),
             }
             if chan.write_all(&[1]).is_err() {
                 // The parent is stopping (it closed its end): done.
@@ -556,10 +565,13 @@ impl Pool<'_> {
             Duration::ZERO
         };
         slot.respawn_at = Some(Instant::now() + slot.delay);
-        self.config.log(format_args!(
-            "worker {i}: pid {pid} ended ({status:?}); replacing it in {} ms",
-            slot.delay.as_millis()
-        ));
+        log(
+            self.config,
+            format_args!(
+                "worker {i}: pid {pid} ended ({status:?}); replacing it in {} ms",
+                slot.delay.as_millis()
+            ),
+        );
     }
 
     /// `pass-fd`: bytes from a worker mean "idle again"; EOF means it died
@@ -590,7 +602,7 @@ impl Pool<'_> {
         let (stream, peer) = match self.listeners[0].accept() {
             Ok(accepted) => accepted,
             Err(e) if is_resource_error(&e) => {
-                self.config.log(format_args!("accept: {e} (backing off)"));
+                log(self.config, format_args!("accept: {e} (backing off)"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 return;
             }
@@ -598,7 +610,7 @@ impl Pool<'_> {
             // else on a listener only the parent uses would repeat, but a
             // server that stops serving is worse than one that logs.
             Err(e) => {
-                self.config.log(format_args!("accept: {e}"));
+                log(self.config, format_args!("accept: {e}"));
                 return;
             }
         };
@@ -606,10 +618,13 @@ impl Pool<'_> {
             return;
         };
         if !self.board.try_admit(i, self.config.max_conns) {
-            self.config.log(format_args!(
-                "{peer}: refused, {} connections open",
-                self.config.max_conns
-            ));
+            log(
+                self.config,
+                format_args!(
+                    "{peer}: refused, {} connections open",
+                    self.config.max_conns
+                ),
+            );
             return;
         }
         self.next = (i + 1) % self.slots.len();
@@ -623,9 +638,10 @@ impl Pool<'_> {
             // The worker died between its last "idle" and now; its pidfd
             // will tell. This one client is closed, not served.
             self.board.release(i);
-            self.config.log(format_args!(
-                "{peer}: cannot pass to worker {i}: {e}; closed"
-            ));
+            log(
+                self.config,
+                format_args!("{peer}: cannot pass to worker {i}: {e}; closed"),
+            );
         }
     }
     // ANCHOR_END: supervise
@@ -659,15 +675,18 @@ impl Pool<'_> {
                 .filter(|&i| self.slots[i].running.is_some())
                 .collect();
             if live.is_empty() {
-                self.config.log(format_args!("shutdown: all workers done"));
+                log(self.config, format_args!("shutdown: all workers done"));
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                self.config.log(format_args!(
-                    "shutdown: {} workers still serving, killing them",
-                    live.len()
-                ));
+                log(
+                    self.config,
+                    format_args!(
+                        "shutdown: {} workers still serving, killing them",
+                        live.len()
+                    ),
+                );
                 for i in live {
                     if let Some((pid, _)) = self.slots[i].running.take() {
                         let _ = kill(pid, Signal::SIGKILL);
@@ -705,13 +724,14 @@ impl Pool<'_> {
 
 /// A worker's body for one client: echo, then log how it ended.
 fn serve_client(mut stream: TcpStream, peer: SocketAddr, me: u32, config: &Config, buf: &mut [u8]) {
-    config.log(format_args!("worker {me}: {peer}: connected"));
+    log(config, format_args!("worker {me}: {peer}: connected"));
     match echo_until_eof(&mut stream, buf) {
-        Ok(bytes) => config.log(format_args!(
-            "worker {me}: {peer}: closed after {bytes} bytes"
-        )),
+        Ok(bytes) => log(
+            config,
+            format_args!("worker {me}: {peer}: closed after {bytes} bytes"),
+        ),
         // A reset or broken pipe ends this client only.
-        Err(e) => config.log(format_args!("worker {me}: {peer}: {e}")),
+        Err(e) => log(config, format_args!("worker {me}: {peer}: {e}")),
     }
 }
 
@@ -753,6 +773,17 @@ fn receive_fd(chan: &UnixStream) -> io::Result<Option<OwnedFd>> {
     Err(io::Error::other("a hand-off message without a descriptor"))
 }
 // ANCHOR_END: scm-rights
+
+/// `Config::log` for several processes sharing one stderr: the line is
+/// formatted first and written with one `write(2)`, which a pipe keeps
+/// whole (up to `PIPE_BUF`, 4 KiB); `eprintln!` writes a line in pieces,
+/// and pieces from different workers interleave.
+fn log(config: &Config, args: std::fmt::Arguments<'_>) {
+    if config.verbose {
+        let line = format!("{args}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
+}
 
 fn is_resource_error(e: &io::Error) -> bool {
     matches!(
