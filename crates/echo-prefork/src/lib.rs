@@ -143,8 +143,14 @@ pub struct Flags {
     pub handoff: Handoff,
 }
 
+/// The CPUs online, not `available_parallelism` (the CPUs this process may
+/// run on): a server pinned to one CPU, as `echo-bench run` pins it, still
+/// gets one worker per CPU of the machine, so that the number of clients
+/// served at once, and so the expected limits, do not depend on pinning.
 fn default_workers() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+    // SAFETY: sysconf(3) takes an integer name and returns a long.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(online).unwrap_or(2).clamp(1, 1024)
 }
 
 /// Size of each worker's read buffer.
@@ -487,7 +493,17 @@ impl Pool<'_> {
             let now = Instant::now();
             for i in 0..self.slots.len() {
                 if self.slots[i].respawn_at.is_some_and(|at| at <= now) {
-                    self.spawn(i)?;
+                    // A failed fork (EAGAIN: out of processes or memory)
+                    // is retried later, not the end of the server.
+                    if let Err(e) = self.spawn(i) {
+                        let slot = &mut self.slots[i];
+                        slot.delay = (slot.delay * 2).clamp(FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY);
+                        slot.respawn_at = Some(now + slot.delay);
+                        log(
+                            self.config,
+                            format_args!("worker {i}: cannot fork: {e}; retrying"),
+                        );
+                    }
                 }
             }
             let listen = self.handoff == Handoff::PassFd && self.idle_worker().is_some();
