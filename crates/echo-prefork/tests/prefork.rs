@@ -209,6 +209,39 @@ fn a_killed_worker_is_replaced() {
     }
 }
 
+/// A worker that dies young is replaced after a delay that doubles
+/// (100 ms, 200 ms, 400 ms...), so a worker that crashes at start cannot
+/// make the parent fork in a loop. Only lower bounds are asserted: a busy
+/// machine can only make the replacements later.
+#[test]
+fn a_worker_dying_young_is_replaced_with_back_off() {
+    let server = ServerProcess::spawn(bin(), &["--workers", "1"]).expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut victim = *workers(server.pid(), 1, deadline).first().unwrap();
+    for k in 0..4u32 {
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        let killed = Instant::now();
+        let next = loop {
+            let now = workers(server.pid(), 1, deadline);
+            let pid = *now.first().unwrap();
+            if pid != victim {
+                break pid;
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let waited = killed.elapsed();
+        let delay = Duration::from_millis(100 * 2u64.pow(k));
+        assert!(
+            waited >= delay * 9 / 10,
+            "death {k}: replaced after {waited:?}, expected a back-off of {delay:?}"
+        );
+        victim = next;
+    }
+    round_trip(server.addr(), b"served after the crash loop");
+    let status = server.terminate().expect("terminate");
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn workers_die_with_the_parent() {
     let server = ServerProcess::spawn(bin(), &["--workers", "3"]).expect("spawn");
