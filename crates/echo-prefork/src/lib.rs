@@ -391,10 +391,12 @@ impl Pool<'_> {
             exit(1);
         }
         // Close the copies of what belongs to the parent or to other
-        // workers: a sibling's channel held open here would hide that
-        // sibling's death, a pidfd or listener held here would outlive the
-        // parent's intent. (Raw `close`: these values are never dropped in
-        // the child, which leaves through `_exit`.)
+        // workers: the parent's end of a sibling's channel held here would
+        // keep that channel open after the parent closes it (the sibling
+        // would never see EOF), and another worker's listener held here
+        // would keep a socket alive that is not ours to serve. (Raw
+        // `close`: these values are never dropped in the child, which
+        // leaves through `_exit`.)
         let own = match self.handoff {
             Handoff::SharedAccept => Some(0),
             Handoff::Reuseport => Some(i),
@@ -676,7 +678,10 @@ impl Pool<'_> {
     /// `EINVAL`, and a busy worker gets the same `EINVAL` when it comes
     /// back after its client. (Signalling each worker instead races with a
     /// worker that is just about to block in `accept`.) For `pass-fd`,
-    /// closing the listener and the channels does the same.
+    /// closing the listener and the channels does the same. If the
+    /// contract's shutdown thread ends the process first (it exits once the
+    /// grace period is over), `PR_SET_PDEATHSIG` ends the workers still
+    /// serving.
     fn drain(&mut self) {
         match self.handoff {
             Handoff::SharedAccept | Handoff::Reuseport => {
