@@ -109,7 +109,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use echo_protocol::{
-    Config, GRACE_PERIOD, Model, NoFlags, accept_error_is_transient, echo_until_eof,
+    ACCEPT_BACKOFF, Config, GRACE_PERIOD, Model, NoFlags, accept_error_is_shortage,
+    accept_error_is_transient, echo_until_eof,
 };
 
 /// This model, as the contract sees it: it meets every conformance case.
@@ -121,11 +122,6 @@ pub const MODEL: Model = Model {
 /// Size of each child's read buffer, on the child's stack: no allocation
 /// after `fork` (see "Fork safety").
 pub const BUF_SIZE: usize = 16 * 1024;
-
-/// How long to wait before retrying `accept` when the parent is out of
-/// descriptors or memory (the listener stays readable, so retrying at once
-/// would spin).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// The shutdown thread ends the process [`GRACE_PERIOD`] after the signal;
 /// the parent stops waiting this much earlier, so that it kills and reaps
@@ -216,14 +212,12 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if accept_error_is_transient(&e) => continue,
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                    config.log(format_args!("accept: {e} (backing off)"));
-                    std::thread::sleep(ACCEPT_BACKOFF);
-                    continue;
-                }
-                _ => return Err(e),
-            },
+            Err(e) if accept_error_is_shortage(&e) => {
+                config.log(format_args!("accept: {e} (backing off)"));
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         // ANCHOR: admission
         // A child may have exited without our having heard yet: reap before

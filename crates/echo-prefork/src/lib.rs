@@ -89,7 +89,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use echo_protocol::{
-    Config, GRACE_PERIOD, LISTEN_BACKLOG, Model, accept_error_is_transient, echo_until_eof,
+    ACCEPT_BACKOFF, Config, GRACE_PERIOD, LISTEN_BACKLOG, Model, accept_error_is_shortage,
+    accept_error_is_transient, echo_until_eof,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
@@ -161,10 +162,6 @@ fn default_workers() -> u32 {
 
 /// Size of each worker's read buffer.
 pub const BUF_SIZE: usize = 16 * 1024;
-
-/// Back-off before retrying `accept` when out of descriptors or memory: the
-/// connection stays in the backlog, so retrying at once would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// A worker that dies younger than this counts as a crash loop: its
 /// replacement is delayed, doubling from [`FIRST_RESPAWN_DELAY`] up to
@@ -433,7 +430,7 @@ impl Pool<'_> {
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if accept_error_is_transient(&e) => continue,
-                Err(e) if is_resource_error(&e) => {
+                Err(e) if accept_error_is_shortage(&e) => {
                     log(
                         self.config,
                         format_args!("worker {me}: accept: {e} (backing off)"),
@@ -625,7 +622,7 @@ impl Pool<'_> {
     fn hand_out(&mut self) {
         let (stream, peer) = match self.listeners[0].accept() {
             Ok(accepted) => accepted,
-            Err(e) if is_resource_error(&e) => {
+            Err(e) if accept_error_is_shortage(&e) => {
                 log(self.config, format_args!("accept: {e} (backing off)"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 return;
@@ -810,13 +807,6 @@ fn log(config: &Config, args: std::fmt::Arguments<'_>) {
         let line = format!("{args}\n");
         let _ = io::stderr().write_all(line.as_bytes());
     }
-}
-
-fn is_resource_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 fn close(fd: RawFd) {

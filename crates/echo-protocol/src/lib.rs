@@ -197,6 +197,25 @@ pub fn accept_error_is_transient(e: &io::Error) -> bool {
     )
 }
 
+/// True for an `accept(2)` error that says the process or the system is
+/// short of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`,
+/// `ENOMEM`). The connection stays in the listen backlog, so a loop that
+/// retries at once spins; a blocking model waits [`ACCEPT_BACKOFF`] for
+/// its clients to release some, an event loop has its own remedy (a
+/// spare descriptor, say).
+pub fn accept_error_is_shortage(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
+}
+
+/// How long a blocking model waits before it retries `accept` after an
+/// error of [`accept_error_is_shortage`]: long next to an `accept`, short
+/// next to the time a client takes to leave.
+pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns it. Every
 /// connection costs a descriptor; the usual soft limit of 1024 would cap a
 /// server far below what the machine allows.

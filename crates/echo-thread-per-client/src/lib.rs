@@ -44,10 +44,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use echo_protocol::{
-    Config, GRACE_PERIOD, Model, NoFlags, accept_error_is_transient, echo_until_eof,
+    ACCEPT_BACKOFF, Config, GRACE_PERIOD, Model, NoFlags, accept_error_is_shortage,
+    accept_error_is_transient, echo_until_eof,
 };
 
 /// This model, as the contract sees it: it meets every conformance case.
@@ -63,10 +64,6 @@ pub const STACK_SIZE: usize = 64 * 1024;
 
 /// Size of each client thread's read buffer, on the heap, not the stack.
 pub const BUF_SIZE: usize = 16 * 1024;
-
-/// How long to wait before retrying `accept` when the process is out of
-/// descriptors or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// What the accepting thread and the client threads share.
 struct Shared {
@@ -101,20 +98,18 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            Err(e) => match classify(&e) {
-                AcceptError::Retry => continue,
-                AcceptError::BackOff => {
-                    // Unlike an event loop, we hold no spare descriptor to
-                    // free: the fds belong to client threads that release
-                    // them when their client leaves. The failed connection
-                    // stays in the backlog, so retrying at once would spin;
-                    // sleeping briefly lets some threads finish first.
-                    config.log(format_args!("accept: {e} (backing off)"));
-                    thread::sleep(ACCEPT_BACKOFF);
-                    continue;
-                }
-                AcceptError::Fatal => return Err(e),
-            },
+            Err(e) if accept_error_is_transient(&e) => continue,
+            Err(e) if accept_error_is_shortage(&e) => {
+                // Unlike an event loop, we hold no spare descriptor to
+                // free: the fds belong to client threads that release
+                // them when their client leaves. The failed connection
+                // stays in the backlog, so retrying at once would spin;
+                // sleeping briefly lets some threads finish first.
+                config.log(format_args!("accept: {e} (backing off)"));
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         // The shutdown thread connects once after setting the flag, so a
         // blocked `accept` returns and we get to see it.
@@ -194,22 +189,5 @@ fn serve_client(mut stream: TcpStream, peer: SocketAddr, config: &Config) {
         Ok(bytes) => config.log(format_args!("{peer}: closed after {bytes} bytes")),
         // A reset or broken pipe ends this thread only.
         Err(e) => config.log(format_args!("{peer}: {e}")),
-    }
-}
-
-enum AcceptError {
-    /// Concerns only the connection being accepted; try the next one.
-    Retry,
-    /// The process is short of descriptors or memory; wait, then retry.
-    BackOff,
-    /// Something is wrong with the listener itself.
-    Fatal,
-}
-
-fn classify(e: &io::Error) -> AcceptError {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::BackOff,
-        _ if accept_error_is_transient(e) => AcceptError::Retry,
-        _ => AcceptError::Fatal,
     }
 }

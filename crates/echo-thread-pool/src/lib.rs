@@ -100,7 +100,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender, TrySendError};
-use echo_protocol::{Config, GRACE_PERIOD, Model, accept_error_is_transient, echo_until_eof};
+use echo_protocol::{
+    ACCEPT_BACKOFF, Config, GRACE_PERIOD, Model, accept_error_is_shortage,
+    accept_error_is_transient, echo_until_eof,
+};
 
 /// This model, as the contract sees it.
 pub const MODEL: Model = Model {
@@ -133,10 +136,6 @@ pub const STACK_SIZE: usize = 256 * 1024;
 /// Size of each worker's read buffer, allocated once per worker and reused
 /// for every connection it serves.
 pub const BUF_SIZE: usize = 16 * 1024;
-
-/// How long to wait before retrying `accept` when the process is out of
-/// descriptors or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// How often the acceptor, blocked on a full queue, looks at the shutdown
 /// flag. The alternative, a thread that turns the shutdown eventfd into a
@@ -243,19 +242,17 @@ pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Re
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            Err(e) => match classify(&e) {
-                AcceptError::Retry => continue,
-                AcceptError::BackOff => {
-                    // The descriptors belong to the workers' and the queued
-                    // connections, freed as clients leave; the failed
-                    // connection stays in the backlog, so retrying at once
-                    // would spin.
-                    config.log(format_args!("accept: {e} (backing off)"));
-                    thread::sleep(ACCEPT_BACKOFF);
-                    continue;
-                }
-                AcceptError::Fatal => return Err(e),
-            },
+            Err(e) if accept_error_is_transient(&e) => continue,
+            Err(e) if accept_error_is_shortage(&e) => {
+                // The descriptors belong to the workers' and the queued
+                // connections, freed as clients leave; the failed
+                // connection stays in the backlog, so retrying at once
+                // would spin.
+                config.log(format_args!("accept: {e} (backing off)"));
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         // The shutdown thread connects once after setting the flag, so a
         // blocked `accept` returns and we get to see it.
@@ -428,22 +425,5 @@ fn serve_client(
         Ok(bytes) => config.log(format_args!("{peer}: closed after {bytes} bytes")),
         // A reset or broken pipe ends this connection only.
         Err(e) => config.log(format_args!("{peer}: {e}")),
-    }
-}
-
-enum AcceptError {
-    /// Concerns only the connection being accepted; try the next one.
-    Retry,
-    /// The process is short of descriptors or memory; wait, then retry.
-    BackOff,
-    /// Something is wrong with the listener itself.
-    Fatal,
-}
-
-fn classify(e: &io::Error) -> AcceptError {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::BackOff,
-        _ if accept_error_is_transient(e) => AcceptError::Retry,
-        _ => AcceptError::Fatal,
     }
 }
