@@ -22,24 +22,44 @@ use crate::stats::UtcTime;
 pub struct Scenario {
     /// Short name, used in the JSON parameters and the report.
     pub name: &'static str,
-    /// Connections.
+    /// Connections (with `reconnect`, slots each opening one after another).
     pub conns: usize,
     /// Bytes per message.
     pub size: usize,
+    /// A new connection per message: what accepting and setting up a client
+    /// costs (a fork, a thread, a queue slot), rather than what echoing does.
+    pub reconnect: bool,
 }
 
-/// The scenarios, closed loop: one client (pure latency, no concurrency)
-/// and fifty (where the designs start to differ).
+/// The scenarios, closed loop: one client (pure latency, no concurrency),
+/// fifty (where the designs start to differ), a thousand (what every open
+/// connection costs the server while it waits its turn) and fifty clients
+/// each opening a new connection for every message (the price of a client
+/// arriving).
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "conns-1",
         conns: 1,
         size: 64,
+        reconnect: false,
     },
     Scenario {
         name: "conns-50",
         conns: 50,
         size: 64,
+        reconnect: false,
+    },
+    Scenario {
+        name: "conns-1000",
+        conns: 1000,
+        size: 64,
+        reconnect: false,
+    },
+    Scenario {
+        name: "reconnect-50",
+        conns: 50,
+        size: 64,
+        reconnect: true,
     },
 ];
 
@@ -97,6 +117,7 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                 stop: Stop::Messages(opts.messages),
                 rate: None,
                 threads: 1,
+                reconnect: sc.reconnect,
             };
             let mut row = Row {
                 model: id.clone(),
@@ -107,8 +128,8 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                 match run::one_rep(bin, &[], &spec, &pinning, method) {
                     Ok(rep) => {
                         eprintln!(
-                            "[{step}/{steps}] {id} conns={} rep {r}/{} … {:.0} msg/s{}",
-                            sc.conns,
+                            "[{step}/{steps}] {id} {} rep {r}/{} … {:.0} msg/s{}",
+                            sc.name,
                             opts.repeat,
                             rep.load.msgs_per_s(),
                             if rep.load.ok() {
@@ -122,8 +143,8 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                     }
                     Err(e) => {
                         eprintln!(
-                            "[{step}/{steps}] {id} conns={} rep {r}/{} … failed: {e}",
-                            sc.conns, opts.repeat
+                            "[{step}/{steps}] {id} {} rep {r}/{} … failed: {e}",
+                            sc.name, opts.repeat
                         );
                         all_ok = false;
                         row.failure = Some(e);
@@ -138,9 +159,16 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
             params.insert("size".to_string(), sc.size.to_string());
             params.insert("messages".to_string(), opts.messages.to_string());
             params.insert("loop".to_string(), "closed".to_string());
+            if sc.reconnect {
+                params.insert("reconnect".to_string(), "per message".to_string());
+            }
             let command = format!(
-                "echo-bench run {id} --conns {} --size {} --messages {} --repeat {}",
-                sc.conns, sc.size, opts.messages, opts.repeat
+                "echo-bench run {id} --conns {} --size {} --messages {} --repeat {}{}",
+                sc.conns,
+                sc.size,
+                opts.messages,
+                opts.repeat,
+                if sc.reconnect { " --reconnect" } else { "" }
             );
             if let Some(j) = report::json_result(&command, params, &row.reps) {
                 json.push(j);
@@ -276,11 +304,16 @@ fn markdown(
         "- relative throughput is against the fastest row: compare ratios, the machine is noisy\n"
     );
     for (sc, rows) in tables {
-        let _ = writeln!(
-            md,
-            "## {}: {} connection(s), {} B messages\n",
-            sc.name, sc.conns, sc.size
-        );
+        let what = if sc.reconnect {
+            format!(
+                "{} client(s), each opening a new connection for every {} B message \
+                 (msgs/s is connections served per second)",
+                sc.conns, sc.size
+            )
+        } else {
+            format!("{} connection(s), {} B messages", sc.conns, sc.size)
+        };
+        let _ = writeln!(md, "## {}: {what}\n", sc.name);
         md.push_str(&report::markdown_table(rows));
         md.push('\n');
     }

@@ -121,6 +121,11 @@ struct Shape {
     #[arg(long, value_name = "T", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
+    /// A new connection per message: each of the C slots connects, sends
+    /// one message, half-closes, reads the echo to EOF and closes, then
+    /// starts over (closed loop only; latency includes the connect)
+    #[arg(long, conflicts_with = "rate")]
+    reconnect: bool,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +299,7 @@ fn spec_of(addr: SocketAddr, shape: &Shape, stop: Stop) -> LoadSpec {
         stop,
         rate: shape.rate,
         threads: shape.threads as usize,
+        reconnect: shape.reconnect,
     }
 }
 
@@ -302,6 +308,9 @@ fn parameters(spec: &LoadSpec) -> BTreeMap<String, String> {
     p.insert("conns".to_string(), spec.conns.to_string());
     p.insert("size".to_string(), spec.size.to_string());
     p.insert("threads".to_string(), spec.threads.to_string());
+    if spec.reconnect {
+        p.insert("reconnect".to_string(), "per message".to_string());
+    }
     match spec.stop {
         Stop::Messages(m) => p.insert("messages".to_string(), m.to_string()),
         Stop::Duration(d) => p.insert("duration".to_string(), d.as_secs_f64().to_string()),

@@ -361,6 +361,7 @@ mod tests {
                     stop: Stop::Messages(messages),
                     rate: None,
                     threads: 1,
+                    reconnect: false,
                 },
                 messages,
                 expected_messages: Some(messages),

@@ -93,6 +93,8 @@ pub(super) struct Worker {
     pub(super) beacon: Arc<Beacon>,
     /// Progress since the beacon was last stamped.
     pub(super) moved: bool,
+    /// Reconnect mode: connections opened so far (picks the source address).
+    pub(super) opened: u64,
 }
 
 impl Worker {
@@ -145,9 +147,10 @@ impl Worker {
         let more = if self.schedule.is_some() {
             c.issued < c.cap
         } else {
-            c.issued < c.share && self.deadline_ns.is_none_or(|d| self.ns_since_t0(now) < d)
+            self.more_to_send(idx, now)
         };
-        if more {
+        // Reconnect mode: one message per connection, then the close.
+        if more && !self.spec.reconnect {
             if self.schedule.is_none() {
                 self.conns[idx].issued += 1;
                 self.moved = true;
@@ -168,6 +171,26 @@ impl Worker {
         self.on_readable(idx);
     }
 
+    /// Closed loop: whether connection (or slot) `idx` has another message
+    /// to send at `now`.
+    pub(super) fn more_to_send(&self, idx: usize, now: Instant) -> bool {
+        let c = &self.conns[idx];
+        c.issued < c.share && self.deadline_ns.is_none_or(|d| self.ns_since_t0(now) < d)
+    }
+
+    /// The clean end of a connection: everything echoed, then EOF. In
+    /// reconnect mode the slot starts its next conversation if it has one.
+    fn finished(&mut self, idx: usize) {
+        self.close(idx);
+        self.moved = true;
+        let now = Instant::now();
+        if self.spec.reconnect && self.more_to_send(idx, now) {
+            self.open_next(idx, now);
+        } else {
+            self.live -= 1;
+        }
+    }
+
     /// Writes as much of the issued bytes as the socket takes, copying them
     /// from the pattern.
     pub(super) fn flush(&mut self, idx: usize) {
@@ -186,7 +209,7 @@ impl Worker {
             }
             let n = (target - c.written).min(CHUNK as u64) as usize;
             self.payload.fill(c.id, c.written, &mut self.wbuf[..n]);
-            if closed_loop && c.written % self.size == 0 {
+            if closed_loop && !self.spec.reconnect && c.written % self.size == 0 {
                 // A message's first byte: its latency runs from here, not
                 // from when it was issued (at the window's start, the last
                 // connection's first write comes well after the first's).
@@ -224,10 +247,7 @@ impl Worker {
             let n = match stream.read(&mut self.rbuf) {
                 Ok(0) => {
                     if c.state == State::Closing {
-                        // The clean end: everything echoed, then EOF.
-                        self.close(idx);
-                        self.live -= 1;
-                        self.moved = true;
+                        self.finished(idx);
                     } else {
                         let why = format!(
                             "closed by the server after {} of {} bytes were echoed",
@@ -326,7 +346,7 @@ impl Worker {
         for idx in 0..self.conns.len() {
             let c = &self.conns[idx];
             let waiting = match c.state {
-                State::Closing => true,
+                State::Closing | State::Connecting => true,
                 State::Active => c.received < c.issued * self.size,
                 _ => false,
             };
@@ -335,10 +355,10 @@ impl Worker {
                     "no progress for {STALL_TIMEOUT:?} ({} of {} bytes echoed{})",
                     c.received,
                     c.written,
-                    if c.state == State::Closing {
-                        ", waiting for EOF"
-                    } else {
-                        ""
+                    match c.state {
+                        State::Closing => ", waiting for EOF",
+                        State::Connecting => ", connecting",
+                        _ => "",
                     }
                 );
                 self.fail(idx, ErrorKind::Timeout, why);

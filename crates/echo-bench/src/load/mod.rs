@@ -558,6 +558,7 @@ fn worker(setup: Setup, report: impl Fn(Report)) -> ThreadResult {
         abort,
         beacon,
         moved: false,
+        opened: 0,
     };
     w.connect_all();
     if w.aborted() {
@@ -591,6 +592,16 @@ impl Worker {
     fn drive(&mut self) {
         let mut events = Events::with_capacity(1024);
         for idx in 0..self.conns.len() {
+            if self.spec.reconnect {
+                let now = Instant::now();
+                if self.more_to_send(idx, now) {
+                    self.open_next(idx, now);
+                } else {
+                    self.conns[idx].state = State::Done;
+                    self.live -= 1;
+                }
+                continue;
+            }
             if self.conns[idx].state != State::Active {
                 continue;
             }
@@ -660,6 +671,9 @@ impl Worker {
                     continue;
                 }
                 let idx = ev.token().0;
+                if self.conns[idx].state == State::Connecting {
+                    self.on_connect_event(idx);
+                }
                 if matches!(self.conns[idx].state, State::Active | State::Closing) {
                     // Edge-triggered: drain reads, then push any pending writes.
                     self.on_readable(idx);
@@ -715,15 +729,26 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener};
+    use std::sync::Mutex;
 
     /// A thread-per-connection echo server on a free port, for as long as
     /// the test process lives.
     fn echo_server() -> SocketAddr {
+        counting_echo_server().0
+    }
+
+    /// The same, with the peer address of every connection it accepted.
+    fn counting_echo_server() -> (SocketAddr, Arc<Mutex<Vec<SocketAddr>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let peers = accepted.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
+                if let Ok(peer) = conn.peer_addr() {
+                    peers.lock().unwrap().push(peer);
+                }
                 thread::spawn(move || {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                     let mut buf = [0u8; 4096];
@@ -735,7 +760,52 @@ mod tests {
                 });
             }
         });
-        addr
+        (addr, accepted)
+    }
+
+    #[test]
+    fn reconnect_mode_opens_one_connection_per_message_and_verifies_each() {
+        let (addr, accepted) = counting_echo_server();
+        let spec = LoadSpec {
+            addr,
+            conns: 3,
+            size: 100,
+            stop: Stop::Messages(31),
+            rate: None,
+            threads: 1,
+            reconnect: true,
+        };
+        let r = run(&spec).expect("run");
+        assert!(r.ok(), "{}", r.render());
+        assert_eq!(r.messages, 31);
+        assert_eq!((r.bytes_sent, r.bytes_received), (3100, 3100));
+        // Every message had a connection of its own; the server has seen
+        // each of them by the time its echo came back, from source
+        // addresses taken in turn (each with a port space of its own).
+        let peers = accepted.lock().unwrap().clone();
+        assert_eq!(peers.len(), 31);
+        let sources: std::collections::HashSet<_> = peers.iter().map(|p| p.ip()).collect();
+        assert_eq!(sources.len(), 31, "{peers:?}");
+    }
+
+    #[test]
+    fn reconnect_mode_counts_a_refused_connect_and_ends_the_slot() {
+        // A port nobody listens on: bind, read the port, close.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind");
+        let spec = LoadSpec {
+            addr,
+            conns: 2,
+            size: 8,
+            stop: Stop::Messages(10),
+            rate: None,
+            threads: 1,
+            reconnect: true,
+        };
+        let r = run(&spec).expect("a refused connect is a counted error, not a harness error");
+        assert_eq!((r.messages, r.errors.connect), (0, 2), "{}", r.render());
+        assert!(!r.ok());
     }
 
     #[test]
@@ -747,6 +817,7 @@ mod tests {
             stop: Stop::Messages(20),
             rate: None,
             threads: 1,
+            reconnect: false,
         };
         let mut start_left = None;
         let mut end_entered = None;

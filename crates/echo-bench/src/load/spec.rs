@@ -39,6 +39,13 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Event-loop threads; connections are partitioned over them.
     pub threads: usize,
+    /// A new connection per message: each of the `conns` slots runs one
+    /// conversation after another (connect, one message, half-close, read
+    /// the echo up to EOF, close), so the server pays for accept, the
+    /// client's setup (a fork, a thread) and the teardown on every message.
+    /// Latency then runs from the start of `connect` to the last echoed
+    /// byte. Closed loop only.
+    pub reconnect: bool,
 }
 
 impl LoadSpec {
@@ -52,9 +59,17 @@ impl LoadSpec {
             Some(r) => format!("open loop at {r} msg/s"),
             None => "closed loop".to_string(),
         };
+        let over = if self.reconnect {
+            format!(
+                "{} slot(s) opening a new connection per message",
+                self.conns
+            )
+        } else {
+            format!("{} connection(s)", self.conns)
+        };
         format!(
-            "{stop} of {} B over {} connection(s) to {}, {lp}, {} thread(s)",
-            self.size, self.conns, self.addr, self.threads
+            "{stop} of {} B over {over} to {}, {lp}, {} thread(s)",
+            self.size, self.addr, self.threads
         )
     }
 }
@@ -297,6 +312,7 @@ mod tests {
                 stop: Stop::Messages(10),
                 rate: None,
                 threads,
+                reconnect: false,
             },
             messages: 10,
             expected_messages: Some(10),
