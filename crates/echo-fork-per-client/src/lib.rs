@@ -153,6 +153,7 @@ extern "C" fn on_sigchld(_: libc::c_int) {
 }
 // ANCHOR_END: handler
 
+// ANCHOR: install
 /// The eventfd the SIGCHLD handler writes to, with the handler installed.
 fn install_sigchld() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the result is checked before use.
@@ -177,6 +178,7 @@ fn install_sigchld() -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+// ANCHOR_END: install
 
 /// Live children: pid to the client it serves. Only the main thread
 /// touches it (forks and reaps), so it needs no lock.
@@ -283,6 +285,7 @@ fn spawn_child(
     drop(stream);
 }
 
+// ANCHOR: child
 /// The child: set up the signals, drop what is the parent's, echo, exit.
 /// Never returns.
 fn child_main(mut stream: TcpStream, parent: libc::pid_t, inherited: &[RawFd]) -> ! {
@@ -314,6 +317,7 @@ fn child_main(mut stream: TcpStream, parent: libc::pid_t, inherited: &[RawFd]) -
     // kernel, nothing of the parent's is flushed or freed.
     unsafe { libc::_exit(code) }
 }
+// ANCHOR_END: child
 // ANCHOR_END: fork
 
 // ANCHOR: reap
