@@ -50,9 +50,9 @@
 //! on a shared listener queues its sleepers as *exclusive* waiters, so one
 //! connection wakes one worker: `shared-accept` has no herd and needs no
 //! lock (the herd comes back if the workers wait in `poll`/`epoll` on the
-//! shared listener instead; `EPOLLEXCLUSIVE` is that fix). Waiters are woken
-//! in the order they went to sleep, so connections go round the idle
-//! workers. `reuseport` (Linux 3.9, after UNP) gives each worker its own
+//! shared listener instead; `EPOLLEXCLUSIVE` is that fix). Waiters queue in
+//! the order they went to sleep, so connections go round the idle workers,
+//! roughly but not strictly (notes/model-prefork.md measures both). `reuseport` (Linux 3.9, after UNP) gives each worker its own
 //! queue: no shared wait queue at all, but the hash ignores load, so a
 //! client may wait behind a busy worker while another is idle. `pass-fd`
 //! is UNP's last variant: the parent knows who is idle, so it never hands a
