@@ -26,7 +26,7 @@ use crate::Flags;
 use crate::lock::AcceptLock;
 use crate::pool::prefork;
 
-/// Forks the workers; each runs [`worker`].
+/// Forks the workers; each runs `worker`.
 pub fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result<()> {
     prefork(&listener, config, flags.workers, worker)
 }
