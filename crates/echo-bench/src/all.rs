@@ -316,6 +316,11 @@ fn markdown(
         let _ = writeln!(md, "## {}: {what}\n", sc.name);
         md.push_str(&report::markdown_table(rows));
         md.push('\n');
+        let after = report::markdown_aftermath(rows);
+        if !after.is_empty() {
+            md.push_str(&after);
+            md.push('\n');
+        }
     }
     md
 }

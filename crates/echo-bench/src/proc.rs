@@ -117,6 +117,13 @@ pub struct ServerStats {
     pub threads: u64,
     /// Most processes seen at the edges.
     pub processes: u64,
+    /// Zombie children in the tree once the last client had gone and the
+    /// server had had [`ZOMBIE_SETTLE`](crate::run::ZOMBIE_SETTLE) to reap
+    /// them (read after the window, outside it); `None` if not read.
+    pub zombies_after: Option<u64>,
+    /// Processes of the server's group or cgroup that outlived it after
+    /// SIGTERM; `None` if not read.
+    pub left_behind: Option<u64>,
 }
 
 /// How context switches were obtained.
@@ -356,6 +363,8 @@ impl Meter {
                 _ => a.threads.max(b.threads),
             },
             processes: a.processes.max(b.processes),
+            zombies_after: None,
+            left_behind: None,
         })
     }
 }

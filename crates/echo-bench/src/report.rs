@@ -116,6 +116,12 @@ pub struct ServerJson {
     pub threads: u64,
     /// Most processes seen at the window's edges.
     pub processes: u64,
+    /// Most zombie children left in the tree after the last client went
+    /// (and a moment to reap them), over the repetitions.
+    pub zombies_after: Option<u64>,
+    /// Most processes that outlived the server after SIGTERM, over the
+    /// repetitions.
+    pub left_behind: Option<u64>,
 }
 
 /// Client figures.
@@ -172,6 +178,8 @@ pub fn json_result(
             .unwrap_or(0),
         threads: servers.iter().map(|s| s.threads).max().unwrap_or(0),
         processes: servers.iter().map(|s| s.processes).max().unwrap_or(0),
+        zombies_after: servers.iter().filter_map(|s| s.zombies_after).max(),
+        left_behind: servers.iter().filter_map(|s| s.left_behind).max(),
     });
     let (user, system) = match &server {
         Some(s) => (s.cpu_user_s, s.cpu_sys_s),
@@ -252,6 +260,39 @@ pub struct Row {
     pub reps: Vec<Rep>,
     /// Why it has no figures, if so.
     pub failure: Option<String>,
+}
+
+/// One line on what the servers left after their runs: zombie children
+/// once the clients had gone, processes outliving the server after SIGTERM.
+pub fn markdown_aftermath(rows: &[Row]) -> String {
+    let mut bad = Vec::new();
+    let mut read = 0;
+    for row in rows {
+        for (i, r) in row.reps.iter().enumerate() {
+            let Some(s) = r.server else { continue };
+            let (Some(z), Some(l)) = (s.zombies_after, s.left_behind) else {
+                continue;
+            };
+            read += 1;
+            if z > 0 || l > 0 {
+                bad.push(format!(
+                    "{} rep {}: {z} zombie(s), {l} process(es) left behind",
+                    row.model,
+                    i + 1
+                ));
+            }
+        }
+    }
+    if read == 0 {
+        String::new()
+    } else if bad.is_empty() {
+        format!(
+            "After each of the {read} repetitions: no zombie child once the clients had gone, \
+             no process outliving the server after SIGTERM.\n"
+        )
+    } else {
+        format!("**Left behind:** {}.\n", bad.join("; "))
+    }
 }
 
 /// A Markdown table for one scenario, models as rows, with throughput
@@ -386,6 +427,8 @@ mod tests {
                 peak_memory_bytes: 1 << 20,
                 threads: 3,
                 processes: 1,
+                zombies_after: Some(0),
+                left_behind: Some(0),
             }),
         }
     }

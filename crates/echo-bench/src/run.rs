@@ -18,9 +18,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use echo_conformance::ServerProcess;
 use echo_conformance::cgroup::{Cgroup, Version};
+use echo_conformance::tree;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
@@ -226,16 +228,43 @@ pub fn one_rep(
         Window::Start => meter.mark_start(&mut server),
         Window::End => meter.mark_end(&server),
     });
-    let stats = meter.finish();
-    let stopped = server.terminate();
+    let mut stats = meter.finish();
+    // After the window: what the server kept of its finished clients, and
+    // what outlives it.
+    let zombies = settled_zombies(server.pid());
+    let stopped = server.stop();
     let load = result?;
-    if let Err(e) = stopped {
-        eprintln!("warning: server {}", e);
+    if let Err(e) = &stopped.status {
+        eprintln!("warning: server {e}");
+    }
+    if let Some(s) = stats.as_mut() {
+        s.zombies_after = zombies;
+        s.left_behind = stopped
+            .status
+            .is_ok()
+            .then_some(stopped.left_behind.len() as u64);
     }
     Ok(Rep {
         load,
         server: stats,
     })
+}
+
+/// How long a server gets to reap the children of its last clients before
+/// the zombies still in its tree are counted.
+pub const ZOMBIE_SETTLE: Duration = Duration::from_secs(1);
+
+/// Zombie children in `pid`'s tree, once there are none or
+/// [`ZOMBIE_SETTLE`] has passed; `None` if the server is gone.
+fn settled_zombies(pid: u32) -> Option<u64> {
+    let deadline = Instant::now() + ZOMBIE_SETTLE;
+    loop {
+        let z = tree::counts(pid)?.zombies;
+        if z == 0 || Instant::now() >= deadline {
+            return Some(z);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// One repetition as a few indented lines.
@@ -285,6 +314,12 @@ pub fn render_rep(rep: &Rep) -> String {
             sv.threads,
             sv.processes,
         ));
+        if let (Some(z), Some(l)) = (sv.zombies_after, sv.left_behind) {
+            s.push_str(&format!(
+                "  after: {z} zombie child(ren) once the clients had gone, \
+                 {l} process(es) outliving the server after SIGTERM\n"
+            ));
+        }
     }
     s.push_str(&format!(
         "  client: cpu {:.3} s ({:.0} % of {} CPU(s))\n",

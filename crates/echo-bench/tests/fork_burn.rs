@@ -10,82 +10,18 @@
 //! the fallback's weaker claims instead; the fallback is checked in every
 //! case, so both ways stay tested where cgroups exist.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_echo-bench");
+use common::BENCH;
+
 const DEADLINE: Duration = Duration::from_secs(120);
 const CONNS: u64 = 8;
 const CHILD_BURN_MS: u64 = 150;
 const GRANDCHILD_BURN_MS: u64 = 100;
 const SHARED_MIB: u64 = 64;
-
-/// The fork-burn binary: next to echo-bench when the workspace was built
-/// (`cargo test --workspace` builds every binary), else built now into the
-/// same target directory.
-fn fork_burn() -> PathBuf {
-    let bench = Path::new(BENCH);
-    let dir = bench.parent().expect("echo-bench has a directory");
-    let bin = dir.join("fork-burn");
-    if bin.is_file() {
-        return bin;
-    }
-    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "test-servers",
-        "--bin",
-        "fork-burn",
-    ])
-    .arg("--manifest-path")
-    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
-    .arg("--target-dir")
-    .arg(dir.parent().expect("a target directory"));
-    match profile {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let out = bounded(cmd, Duration::from_secs(600));
-    assert!(
-        out.status.success() && bin.is_file(),
-        "cannot build fork-burn: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
-
-/// Runs `cmd` with stdout and stderr captured, killing it after `limit`.
-fn bounded(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("waiting"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} still running after {} s; killed", limit.as_secs());
-        }
-    }
-}
 
 /// `echo-bench run --bin fork-burn …` with the given burns; the `server`
 /// object of the JSON result, and stdout for messages.
@@ -97,7 +33,7 @@ fn run(measure: &str, child_ms: u64, grandchild_ms: u64) -> (serde_json::Value, 
     let mut cmd = Command::new(BENCH);
     cmd.arg("run")
         .arg("--bin")
-        .arg(fork_burn())
+        .arg(common::workspace_bin("test-servers", "fork-burn"))
         .args(["--measure", measure, "--repeat", "1"])
         .args([
             "--conns",
@@ -116,7 +52,7 @@ fn run(measure: &str, child_ms: u64, grandchild_ms: u64) -> (serde_json::Value, 
             "--grandchild-burn-ms",
             &grandchild_ms.to_string(),
         ]);
-    let out = bounded(cmd, DEADLINE);
+    let out = common::bounded(cmd, DEADLINE);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -38,7 +38,7 @@ pub use faults::{
     FaultTarget, MAX_CONNS, SOAK_BYTES, SOAK_CONNS, SOAK_PSS_LIMIT, STORM_CPU_LIMIT, STORM_FACTOR,
     STORM_NOFILE, run_faults,
 };
-pub use process::ServerProcess;
+pub use process::{LEFT_SETTLE, ServerProcess, Stopped};
 
 /// Every case, in the order the suite runs them.
 /// One client at a time first, then several at once, then resets and

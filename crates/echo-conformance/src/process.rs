@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 
 use crate::Target;
 use crate::cgroup::Cgroup;
+use crate::tree;
 
 /// How long a server may take to print its readiness line.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,18 +203,66 @@ impl ServerProcess {
     /// `Err("did not exit within 8 s of SIGTERM")`. Either way, whatever is
     /// left of its process group and of its cgroup (children still
     /// finishing, say) is then killed: the exit status is the server's.
-    pub fn terminate(mut self) -> Result<ExitStatus, String> {
-        self.sigterm()?;
-        let status = self.wait_timeout(TERM_TIMEOUT);
-        // Drop kills the rest: the group, then the cgroup.
-        match status {
-            Some(status) => Ok(status),
-            None => Err(format!(
-                "did not exit within {} s of SIGTERM",
-                TERM_TIMEOUT.as_secs()
-            )),
+    pub fn terminate(self) -> Result<ExitStatus, String> {
+        self.stop().status
+    }
+
+    /// [`terminate`](Self::terminate), and what the server left behind:
+    /// once it has exited, the live processes (not zombies) of its group
+    /// and of its cgroup still there after [`LEFT_SETTLE`] (a child that was told to go needs
+    /// a moment to die). A server that exits without ending its children
+    /// shows here; they are then killed like everything else.
+    pub fn stop(mut self) -> Stopped {
+        if let Err(e) = self.sigterm() {
+            return Stopped {
+                status: Err(e),
+                left_behind: Vec::new(),
+            };
+        }
+        let Some(status) = self.wait_timeout(TERM_TIMEOUT) else {
+            // Drop kills the rest: the group, then the cgroup.
+            return Stopped {
+                status: Err(format!(
+                    "did not exit within {} s of SIGTERM",
+                    TERM_TIMEOUT.as_secs()
+                )),
+                left_behind: Vec::new(),
+            };
+        };
+        let deadline = Instant::now() + LEFT_SETTLE;
+        let left_behind = loop {
+            let mut left = tree::group(self.pid());
+            if let Some(cg) = &self.cgroup {
+                left.extend(cg.procs());
+            }
+            // A zombie has already exited; whoever adopted it reaps it.
+            left.retain(|&p| tree::stat(p).is_some_and(|s| s.state != 'Z'));
+            left.sort_unstable();
+            left.dedup();
+            if left.is_empty() || Instant::now() >= deadline {
+                break left;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        Stopped {
+            status: Ok(status),
+            left_behind,
         }
     }
+}
+
+/// How long [`ServerProcess::stop`] lets the server's children die after
+/// the server itself exited before it counts them as left behind.
+pub const LEFT_SETTLE: Duration = Duration::from_secs(1);
+
+/// What [`ServerProcess::stop`] found.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The server's exit status, or why it did not exit.
+    pub status: Result<ExitStatus, String>,
+    /// Processes of the server's group or cgroup still there
+    /// [`LEFT_SETTLE`] after it exited (then killed).
+    pub left_behind: Vec<u32>,
 }
 
 impl Drop for ServerProcess {
@@ -445,6 +494,39 @@ mod tests {
             kill(Pid::from_raw(-pgid), None).is_err(),
             "group {pgid} still has members"
         );
+    }
+
+    #[test]
+    fn stop_names_what_the_server_left_behind_and_only_that() {
+        // A shell that exits on SIGTERM without ending its background
+        // child: the child outlives it, in its group.
+        let server =
+            ServerProcess::spawn_command(sh("sleep 30 & echo \"listening on 127.0.0.1:1\"; wait"))
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while crate::tree::pids(server.pid()).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep never started"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        let sleeper = crate::tree::pids(server.pid())[1];
+        let stopped = server.stop();
+        assert!(stopped.status.is_ok(), "{:?}", stopped.status);
+        assert_eq!(stopped.left_behind, vec![sleeper]);
+        assert!(
+            !crate::tree::alive(sleeper),
+            "the straggler must still be killed"
+        );
+
+        // A server that is the whole group leaves nothing.
+        let server =
+            ServerProcess::spawn_command(sh("echo \"listening on 127.0.0.1:1\"; exec sleep 30"))
+                .unwrap();
+        let stopped = server.stop();
+        assert!(stopped.status.is_ok(), "{:?}", stopped.status);
+        assert_eq!(stopped.left_behind, Vec::<u32>::new());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Stat {
     pub state: char,
     /// Parent process id.
     pub ppid: u32,
+    /// Process group id.
+    pub pgrp: u32,
     /// User CPU, clock ticks.
     pub utime: u64,
     /// System CPU, clock ticks.
@@ -51,6 +53,7 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
         pid,
         state: f.first()?.chars().next()?,
         ppid: u32::try_from(num(4)?).ok()?,
+        pgrp: u32::try_from(num(5)?).ok()?,
         utime: num(14)?.max(0) as u64,
         stime: num(15)?.max(0) as u64,
         cutime: num(16)?.max(0) as u64,
@@ -93,6 +96,20 @@ pub fn members(root: u32) -> Vec<Stat> {
         next += 1;
     }
     tree
+}
+
+/// Every process in process group `pgid`, zombies included: what a
+/// server's group still holds, whoever its parents are now (a child
+/// orphaned by the server's exit has been reparented but keeps its group).
+pub fn group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid))
+        .collect()
 }
 
 /// The pids of `root` and its descendants, `root` first.
@@ -345,6 +362,7 @@ mod tests {
                 pid: 4242,
                 state: 'S',
                 ppid: 17,
+                pgrp: 4242,
                 utime: 33,
                 stime: 44,
                 cutime: 5,
