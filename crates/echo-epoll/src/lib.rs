@@ -41,11 +41,11 @@
 #![warn(missing_docs)]
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
+use echo_protocol::nonblocking::{Accepted, Echo, Spare, accept_one};
 use echo_protocol::{Config, Model, NoFlags};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -56,16 +56,7 @@ pub const MODEL: Model = Model {
     expected_limits: &[],
 };
 
-/// Most unsent output kept for one connection before we stop reading from
-/// it. A client that sends without reading would otherwise make us buffer
-/// without bound; past the cap its own socket buffers fill and its writes
-/// block, which is the back-pressure it would get from a blocking server.
-pub const OUTPUT_CAP: usize = 1024 * 1024;
-
-/// Most bytes read from one connection per wake-up. One read per ready
-/// connection keeps a fast sender from starving the others: level-triggered
-/// epoll reports it again if more is waiting.
-pub const READ_CHUNK: usize = 64 * 1024;
+pub use echo_protocol::nonblocking::{OUTPUT_CAP, READ_CHUNK};
 
 /// Most connections accepted per wake-up, so that a flood of new clients
 /// cannot delay the ones already connected.
@@ -85,21 +76,13 @@ const SHUTDOWN: u64 = u64::MAX - 1;
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
-    /// Read but not yet echoed: `pending[sent..]`.
-    pending: Vec<u8>,
-    sent: usize,
-    /// The client half-closed: echo what is left, then close.
-    read_closed: bool,
+    /// Read but not yet written back, bounded by [`OUTPUT_CAP`].
+    echo: Echo,
     /// What epoll is currently asked to report for this socket.
     interest: EpollFlags,
-    echoed: u64,
 }
 
 impl Conn {
-    fn unsent(&self) -> usize {
-        self.pending.len() - self.sent
-    }
-
     // ANCHOR: interest
     /// Read while the client has not half-closed and its output is not
     /// piling up; ask for `EPOLLOUT` only while there is output to write.
@@ -107,10 +90,10 @@ impl Conn {
     /// would wake the loop for every connection on every wait.
     fn wanted_interest(&self) -> EpollFlags {
         let mut interest = EpollFlags::empty();
-        if !self.read_closed && self.unsent() <= OUTPUT_CAP {
+        if self.echo.wants_read() {
             interest |= EpollFlags::EPOLLIN;
         }
-        if self.unsent() > 0 {
+        if self.echo.wants_write() {
             interest |= EpollFlags::EPOLLOUT;
         }
         interest
@@ -128,66 +111,24 @@ impl Conn {
             let err = self.stream.take_error()?;
             return Err(err.unwrap_or_else(|| ErrorKind::ConnectionReset.into()));
         }
-        // Only reported while we asked for it: output under the cap.
+        // Only reported while we asked for it: output under the cap. One
+        // read: level-triggered epoll reports the socket again if more is
+        // waiting, so a fast sender cannot starve the others.
         if events.contains(EpollFlags::EPOLLIN) {
-            self.read_once(scratch)?;
+            self.echo.read_from(&mut self.stream, scratch)?;
         }
         // Whether woken by EPOLLOUT or just after a read: try now, most of
         // the time the whole echo fits in the socket buffer at once.
-        if self.unsent() > 0 {
-            self.flush()?;
+        if self.echo.wants_write() {
+            self.echo.flush_to(&mut self.stream)?;
         }
-        if self.read_closed && self.unsent() == 0 {
+        if self.echo.done() {
             self.stream.shutdown(Shutdown::Write)?;
             return Ok(true);
         }
         Ok(false)
     }
     // ANCHOR_END: ready
-
-    fn read_once(&mut self, scratch: &mut [u8]) -> io::Result<()> {
-        match self.stream.read(scratch) {
-            Ok(0) => self.read_closed = true,
-            Ok(n) => {
-                // Drop the already-sent prefix before growing, so the buffer
-                // stays within OUTPUT_CAP + READ_CHUNK even for a client that
-                // reads its echo slowly but never quite catches up.
-                if self.sent > 0 {
-                    self.pending.drain(..self.sent);
-                    self.sent = 0;
-                }
-                self.pending.extend_from_slice(&scratch[..n]);
-            }
-            // Readiness can be stale by the time we read; that is fine.
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        while self.sent < self.pending.len() {
-            match self.stream.write(&self.pending[self.sent..]) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.sent += n;
-                    self.echoed += n as u64;
-                }
-                // The socket buffer is full: EPOLLOUT will say when to go on.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.sent == self.pending.len() {
-            self.pending.clear();
-            self.sent = 0;
-            // A burst grew the buffer up to OUTPUT_CAP; give that back
-            // rather than keep a MiB per quiet connection.
-            self.pending.shrink_to(READ_CHUNK);
-        }
-        Ok(())
-    }
 }
 
 /// The connections and the loop's reusable buffers.
@@ -231,11 +172,8 @@ impl Clients {
             Conn {
                 stream,
                 peer,
-                pending: Vec::new(),
-                sent: 0,
-                read_closed: false,
+                echo: Echo::new(),
                 interest,
-                echoed: 0,
             },
         );
     }
@@ -268,7 +206,8 @@ impl Clients {
         match result {
             Ok(()) => config.log(format_args!(
                 "{}: closed after {} bytes",
-                conn.peer, conn.echoed
+                conn.peer,
+                conn.echo.echoed()
             )),
             Err(e) => config.log(format_args!("{}: {e}", conn.peer)),
         }
@@ -289,7 +228,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         EpollEvent::new(EpollFlags::EPOLLIN, SHUTDOWN),
     )?;
     let mut listener = Some(listener);
-    let mut reserve = Some(File::open("/dev/null")?);
+    let mut spare = Spare::new()?;
     let mut clients = Clients {
         epoll,
         conns: HashMap::new(),
@@ -309,7 +248,7 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
             match event.data() {
                 LISTENER => {
                     if let Some(l) = &listener {
-                        accept_batch(l, &mut reserve, &mut clients, config);
+                        accept_batch(l, &mut spare, &mut clients, config);
                     }
                 }
                 SHUTDOWN => {
@@ -335,52 +274,19 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
 }
 
 /// Accepts until the backlog is empty or [`ACCEPT_BATCH`] is reached.
-fn accept_batch(
-    listener: &TcpListener,
-    reserve: &mut Option<File>,
-    clients: &mut Clients,
-    config: &Config,
-) {
+/// Out of descriptors, [`accept_one`] sheds the connection with the spare
+/// descriptor: level-triggered epoll would otherwise report the listener
+/// on every wait, and the loop would spin at 100 % CPU.
+fn accept_batch(listener: &TcpListener, spare: &mut Spare, clients: &mut Clients, config: &Config) {
     for _ in 0..ACCEPT_BATCH {
-        let err = match listener.accept() {
-            Ok((stream, peer)) => {
-                clients.admit(stream, peer, config);
-                continue;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(e) => e,
-        };
-        match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
-            // ANCHOR: emfile
-            // Out of descriptors. The connection stays in the backlog, so the
-            // listener stays readable and level-triggered epoll reports it
-            // on every wait: the loop would spin at 100% CPU. Free the spare
-            // descriptor, take the connection and close it (the client sees
-            // the connection closed rather than hanging), take the spare back.
-            Errno::EMFILE | Errno::ENFILE => {
-                match reserve.take() {
-                    Some(spare) => drop(spare),
-                    None => {
-                        // Reopening the spare failed last time. Try again
-                        // and leave the backlog to the next wake-up.
-                        *reserve = File::open("/dev/null").ok();
-                        return;
-                    }
-                }
-                if let Ok((stream, peer)) = listener.accept() {
-                    config.log(format_args!("{peer}: refused, out of descriptors ({err})"));
-                    drop(stream);
-                }
-                *reserve = File::open("/dev/null").ok();
-            }
-            // ANCHOR_END: emfile
-            // A connection reset while in the backlog, or a network error
-            // of that one connection: take the next.
-            _ if echo_protocol::accept_error_is_transient(&err) => {}
-            // ENOBUFS, ENOMEM and anything unexpected: nothing to free here;
-            // serve the connections we have and retry on the next wake-up.
-            _ => {
-                config.log(format_args!("accept: {err}"));
+        match accept_one(listener, spare) {
+            Accepted::Client(stream, peer) => clients.admit(stream, peer, config),
+            Accepted::Empty => return,
+            Accepted::Skipped(e) => config.log(format_args!("accept: {e}")),
+            // Nothing to free here: serve the connections we have and
+            // retry on the next wake-up.
+            Accepted::Later(e) => {
+                config.log(format_args!("accept: {e}"));
                 return;
             }
         }

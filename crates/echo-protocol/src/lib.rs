@@ -15,19 +15,26 @@
 //! `SO_REUSEADDR` and a deep listen backlog, installs the SIGINT/SIGTERM
 //! handling, prints the readiness line and hands the listener to the model.
 //!
-//! It also holds [`echo_until_eof`], the echo protocol itself for one
-//! blocking socket: every blocking model (iterative, thread-per-client,
-//! fork-per-client, prefork, thread pool) serves a connection with it, and
-//! differs only in how it gets connections to it.
+//! It also holds the echo protocol itself, twice. [`echo_until_eof`] is the
+//! echo of one blocking socket: every blocking model (iterative,
+//! thread-per-client, fork-per-client, prefork, thread pool) serves a
+//! connection with it, and differs only in how it gets connections to it.
+//! [`nonblocking::Echo`] is the echo of one non-blocking socket (what was
+//! read and not yet written back, bounded), with [`nonblocking::accept_one`]
+//! for the listener: every readiness model (busy-poll, select, poll, epoll,
+//! mio) calls them once a socket is ready, and differs only in how it
+//! learns that.
 //!
-//! What this crate deliberately does *not* hold: an event loop, a buffer
-//! type, a connection abstraction. Those are what the models differ in, so
-//! each model writes its own, and a reader sees the whole design in one crate.
+//! What this crate deliberately does *not* hold: an event loop, a
+//! readiness mechanism, a table of connections. Those are what the models
+//! differ in, so each model writes its own, and a reader sees the whole
+//! design in one crate.
 
 #![warn(missing_docs)]
 
 mod args;
 mod echo;
+pub mod nonblocking;
 mod shutdown;
 
 use std::io::{self, Write};
