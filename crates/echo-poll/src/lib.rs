@@ -234,7 +234,9 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
         // last client into slot i, and walking down from the end that one
         // has been handled already, so none is skipped and none handled
         // twice. Walking forwards would have to stay at i after a removal
-        // to handle the newcomer. `clients_ready` stops the walk once every
+        // to handle the newcomer (skipping it only delays it a round, since
+        // level-triggered poll reports it again, but the delay is a bug in
+        // waiting). `clients_ready` stops the walk once every
         // ready entry is found (Stevens' `--nready` idiom): fewer entries
         // looked at, still O(n) in the worst case.
         let mut i = table.conns.len();
