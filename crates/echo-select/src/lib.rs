@@ -33,8 +33,9 @@
 //!   descriptor number. A descriptor numbered 1024 or more cannot be
 //!   watched at all: in C, `FD_SET` would write past the bitmap; nix's
 //!   `FdSet::insert` panics. This model refuses (closes) such a
-//!   connection right after `accept`, so with its listener, eventfd and
-//!   spare it holds about 1,018 clients whatever `--max-conns` says.
+//!   connection right after `accept`, so it holds at most 1024 clients
+//!   less its own descriptors (stdio, listener, eventfd, spare: 1,018 when
+//!   it inherits nothing else), whatever `--max-conns` says.
 //!   `poll(2)` takes an array instead and has no such bound.
 //!
 //! nix's `select` rather than `libc::select`: its `FdSet` borrows each
@@ -42,11 +43,12 @@
 //! it, and no `unsafe` is needed here. Its one sharp edge, the panic at
 //! `FD_SETSIZE`, is exactly the check this model has to make anyway.
 //!
-//! # What the benchmark shows
+//! # What the benchmark is expected to show
 //!
-//! With a handful of busy clients, much like epoll: the scans are short.
-//! As connections grow, every wake-up pays for all of them, and past
-//! 1,018 the model refuses clients outright.
+//! With a few dozen busy clients, much the same CPU per echo as epoll: the
+//! scans are short. As connections grow, every wake-up pays for all of
+//! them, busy or idle, and past FD_SETSIZE the model refuses clients
+//! outright.
 
 #![warn(missing_docs)]
 
@@ -66,9 +68,9 @@ pub use nix::sys::select::FD_SETSIZE;
 ///
 /// `beyond-fd-setsize` holds 1,100 connections at once. An `fd_set` names
 /// descriptors 0 to [`FD_SETSIZE`] - 1 only (1024 bits), and the kernel
-/// gives each new socket the lowest free number, so once about 1,018
-/// clients are connected (stdio, the listener, the eventfd and the spare
-/// take the lowest numbers) every further one gets a descriptor `select`
+/// gives each new socket the lowest free number, so once every number
+/// below 1024 is taken (by stdio, the listener, the eventfd, the spare and
+/// about 1,018 clients) every further client gets a descriptor `select`
 /// cannot watch. Those are refused: closed right after `accept`, which the
 /// client sees as EOF or a reset. The server keeps serving the others and
 /// serves new clients once descriptors below 1024 are free again.
