@@ -31,23 +31,31 @@
 //! syscalls, and with nothing to do the loop simply goes round again: with
 //! `--idle-sleep-us 0` an idle server burns a whole core. A pause after an
 //! idle sweep cuts that to roughly sweep / (sweep + pause), and adds up to
-//! the pause (plus the kernel's timer slack, 50 µs by default) to the
-//! first byte after a quiet spell; busy periods are unaffected, since a
-//! sweep that moved anything is followed at once by the next. But the
-//! sweep itself still grows with the number of connections, so the pause
-//! that keeps 10 clients cheap leaves 1000 of them expensive. The
-//! alternative to guessing a pause is to let the kernel say when to wake
-//! up: `select`, `poll` and `epoll`, the next models.
+//! the pause (plus the kernel's timer slack, 50 µs by default) to any byte
+//! that arrives during it. That is not only the first byte after a quiet
+//! spell: a sweep that moved anything is followed at once by the next, but
+//! under load many sweeps still find nothing (the loop goes round faster
+//! than clients answer), so the pause lands in the middle of busy periods
+//! too, and a closed-loop benchmark loses throughput severalfold to it. And
+//! the sweep itself grows with the number of connections, so the pause
+//! that keeps 10 clients cheap leaves 1000 of them expensive. No pause is
+//! right for every load; the alternative to guessing one is to let the
+//! kernel say when to wake up: `select`, `poll` and `epoll`, the next
+//! models.
 //!
 //! # The default pause
 //!
 //! [`DEFAULT_IDLE_SLEEP_US`] is not 0. The pure spin is the lesson, and
 //! `--idle-sleep-us 0` shows it; but the conformance suite counts a server
-//! that burns a core while its clients sit idle as *broken* (a spin), which
-//! no declared limit excuses, so a spinning default would fail
-//! `echo-bench check busy-poll` however honestly it declared itself. The
-//! default is the smallest round pause that keeps an idle server, even with
-//! a thousand connections, far from a core.
+//! that burns a core while its clients sit idle as *broken* (a spin:
+//! `beyond-fd-setsize`'s idle second and the `descriptor-storm` fault both
+//! fail so), which no declared limit excuses, so a spinning default would
+//! fail `echo-bench check busy-poll` however honestly it declared itself.
+//! (Whether the spin trips the half-core bound even depends on how much of
+//! a core a busy machine grants the server, which no declaration could
+//! follow.) The default is the smallest round pause that keeps an idle
+//! server far from those bounds even with 1100 connections: a tenth of it
+//! leaves such a server at about half a core.
 
 #![warn(missing_docs)]
 
