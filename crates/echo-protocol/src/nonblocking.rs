@@ -215,6 +215,11 @@ pub fn accept_one(listener: &TcpListener, spare: &mut Spare) -> Accepted {
                     err.kind(),
                     format!("{peer}: refused, out of descriptors ({err})"),
                 )),
+                // `accept4` reserves a descriptor before it looks at the
+                // queue, so EMFILE comes even with an empty backlog. Said
+                // as `Skipped`, a caller that accepts without a readiness
+                // report (edge-triggered, busy-poll) would try again at once.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Accepted::Empty,
                 Err(_) => Accepted::Skipped(err),
             }
         }
