@@ -21,22 +21,28 @@
 //! typed registration: a [`Token`] instead of a `u64`, an [`Interest`]
 //! that cannot be empty, an [`Event`] asked `is_readable()` or
 //! `is_read_closed()` instead of testing `EPOLLIN` and `EPOLLRDHUP`.
-//! It hides the choice of trigger: every source is edge-triggered,
-//! because that is what every backend can offer. So the loop must read
-//! until `WouldBlock` after each event, and remember a socket it stopped
-//! reading early (output at [`OUTPUT_CAP`], or the fairness bound
-//! [`READS_PER_WAKE`]): no new event comes for bytes already waiting.
-//! That memory is the `unread` flag and the `ready` list below, the two
-//! things `echo-epoll`'s level-triggered loop gets from the kernel for free.
+//! It hides the choice of trigger: every source is edge-triggered, the
+//! one behaviour mio can give on every backend (kqueue's `EV_CLEAR`;
+//! emulated over Windows' one-shot polls). An event is news of a change,
+//! told once, so a connection may be left to wait for the next one only
+//! after a read or a write has answered `WouldBlock`: only those promise
+//! another event. A socket the loop stopped reading early (output at
+//! [`OUTPUT_CAP`], or the fairness bound [`READS_PER_WAKE`]) must be
+//! remembered, since no new event comes for bytes already waiting. That
+//! memory is the `unread` flag and the `ready` list below, the two things
+//! `echo-epoll`'s level-triggered loop gets from the kernel for free.
 //!
 //! # Trade-offs
 //!
 //! Those of `echo-epoll`: many mostly idle connections are cheap, a
 //! wake-up costs O(ready), one thread uses one core and anything slow in
 //! the loop delays every client. Edge triggering spends one more `read`
-//! per event (the one that answers `EAGAIN`) and saves the `epoll_ctl`
-//! calls that level-triggered back-pressure needs: interest here is set
-//! once per socket and never changed.
+//! per burst (the one that answers `EAGAIN`, in the turn after the data,
+//! behind a `poll` that does not sleep) and saves the `epoll_ctl` calls
+//! that level-triggered back-pressure needs: interest here is set once per
+//! socket and never changed. Not taken: tokio's shortcut of taking a short
+//! read as proof that the socket is empty, which saves that `read` but
+//! rests on how epoll and kqueue report data, not on what mio promises.
 
 #![warn(missing_docs)]
 
