@@ -215,11 +215,10 @@ pub fn accept_one(listener: &TcpListener, spare: &mut Spare) -> Accepted {
                     err.kind(),
                     format!("{peer}: refused, out of descriptors ({err})"),
                 )),
-                // The kernel reserves the new descriptor before it looks at
-                // the backlog, so a full table says EMFILE even when no one
-                // is waiting. A model that accepts without being told the
-                // listener is ready (busy-poll) sees this on every sweep, and
-                // must not take it for work done.
+                // `accept4` reserves a descriptor before it looks at the
+                // queue, so EMFILE comes even with an empty backlog. Said
+                // as `Skipped`, a caller that accepts without a readiness
+                // report (edge-triggered, busy-poll) would try again at once.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => Accepted::Empty,
                 Err(_) => Accepted::Skipped(err),
             }
