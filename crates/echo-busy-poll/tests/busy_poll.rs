@@ -7,12 +7,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults};
+use echo_conformance::ServerProcess;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-busy-poll"))
@@ -43,13 +43,7 @@ fn conforms() {
 
 #[test]
 fn survives_the_faults() {
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &[], None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "faults:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 /// With its default pause the model meets every case and fault; with

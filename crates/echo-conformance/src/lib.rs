@@ -463,6 +463,21 @@ pub fn assert_conforms(bin: &Path, args: &[&str]) {
     }
 }
 
+/// The fault suite against `bin` started with `args` (a fresh server per
+/// fault), with the expected limits the binary declares; panics with the
+/// full [`Report`] text unless `report.ok()`.
+pub fn assert_survives_faults(bin: &Path, args: &[&str]) {
+    let name = bin.display();
+    let limits = expected_limits(bin).unwrap_or_else(|e| panic!("{e}"));
+    let target = FaultTarget::Binary {
+        bin: bin.to_path_buf(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    let report = run_faults(&target, &limits, None, &mut |o| eprintln!("{o}"))
+        .unwrap_or_else(|e| panic!("{name}: the fault suite could not run: {e}"));
+    assert!(report.ok(), "{name} {args:?}: the faults failed:\n{report}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,11 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults, tree};
+use echo_conformance::{ServerProcess, tree};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-fork-per-client"))
@@ -84,13 +84,7 @@ fn conforms() {
 
 #[test]
 fn survives_the_faults() {
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &[], None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "faults:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 #[test]

@@ -7,11 +7,11 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults, tree};
+use echo_conformance::{ServerProcess, tree};
 use echo_mio::{OUTPUT_CAP, READ_CHUNK};
 
 fn bin() -> &'static Path {
@@ -40,14 +40,7 @@ fn conforms() {
 
 #[test]
 fn survives_the_faults() {
-    let limits = echo_conformance::expected_limits(bin()).expect("--expected-limits");
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &limits, None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "the faults failed:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 #[test]

@@ -7,10 +7,10 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults, tree};
+use echo_conformance::{ServerProcess, tree};
 use echo_poll::{OUTPUT_CAP, READ_CHUNK};
 
 fn bin() -> &'static Path {
@@ -40,13 +40,7 @@ fn declares_no_limits() {
 /// mid-transfer.
 #[test]
 fn survives_the_faults() {
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &[], None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "the faults failed:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 #[test]

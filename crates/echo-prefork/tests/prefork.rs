@@ -13,7 +13,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, run_faults};
 use echo_conformance::{ServerProcess, Verdict, tree};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -68,13 +67,7 @@ fn conforms_reuseport() {
 }
 
 fn assert_faults(mode: &str) {
-    let target = FaultTarget::Binary {
-        bin: bin().to_path_buf(),
-        args: vec!["--handoff".into(), mode.into()],
-    };
-    let report = run_faults(&target, &declared(), None, &mut |o| eprintln!("{o}"))
-        .expect("the fault suite runs");
-    assert!(report.ok(), "{mode}: faults:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &["--handoff", mode]);
 }
 
 #[test]

@@ -7,12 +7,12 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults, tree};
+use echo_conformance::{ServerProcess, tree};
 use echo_select::{FD_SETSIZE, OUTPUT_CAP, READ_CHUNK};
 
 fn bin() -> &'static Path {
@@ -51,14 +51,7 @@ fn conforms() {
 
 #[test]
 fn survives_the_faults() {
-    let limits = echo_conformance::expected_limits(bin()).expect("--expected-limits");
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &limits, None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "the faults failed:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 /// The one case past `FD_SETSIZE`, and nothing else.

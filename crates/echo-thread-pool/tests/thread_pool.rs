@@ -5,12 +5,12 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_conformance::{FaultTarget, ServerProcess, run_faults, run_suite};
+use echo_conformance::{ServerProcess, run_suite};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-thread-pool"))
@@ -29,14 +29,7 @@ fn conforms() {
 
 #[test]
 fn survives_the_faults() {
-    let limits = echo_conformance::expected_limits(bin()).expect("--expected-limits");
-    let target = FaultTarget::Binary {
-        bin: PathBuf::from(bin()),
-        args: Vec::new(),
-    };
-    let report = run_faults(&target, &limits, None, &mut |o| eprintln!("{o}"))
-        .unwrap_or_else(|e| panic!("the fault suite could not run: {e}"));
-    assert!(report.ok(), "the faults failed:\n{report}");
+    echo_conformance::assert_survives_faults(bin(), &[]);
 }
 
 /// The three cases that hold more clients open at once than the default
