@@ -215,6 +215,12 @@ pub fn accept_one(listener: &TcpListener, spare: &mut Spare) -> Accepted {
                     err.kind(),
                     format!("{peer}: refused, out of descriptors ({err})"),
                 )),
+                // accept(2) looks for a free descriptor before it looks at
+                // the backlog, so at the limit it says EMFILE even when
+                // nothing is waiting: then the backlog is empty, and an
+                // edge-triggered model that took this for a skipped
+                // connection would go on accepting, at 100 % CPU.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Accepted::Empty,
                 Err(_) => Accepted::Skipped(err),
             }
         }
