@@ -68,6 +68,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use echo_protocol::nonblocking::{Accepted, Echo, Read, Spare, accept_one};
@@ -233,20 +234,26 @@ impl Conn {
     // ANCHOR_END: edge
 }
 
-/// Whether the listener may still hold connections no event will announce.
+/// What the last accept left in the listener's backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backlog {
-    /// Accepted until `EAGAIN`.
+    /// Nothing, or nothing we must come back for by ourselves.
     Empty,
-    /// Stopped at [`ACCEPT_BATCH`].
+    /// Edge-triggered only: stopped at [`ACCEPT_BATCH`]; no edge will
+    /// announce the rest.
     More,
-    /// Stopped by a shortage ([`Accepted::Later`]).
-    Later,
+    /// Stopped by a shortage ([`Accepted::Later`]): the listener is left
+    /// alone until then. Level-triggered epoll would report it at once,
+    /// for ever: a spin. With several reactors this is not rare: they
+    /// share one descriptor table, so another reactor's `accept` can take
+    /// the descriptor our spare just gave up, and we are left without one
+    /// until some connection closes.
+    Later(Instant),
 }
 
 /// One reactor: its epoll instance, its connections and the loop's
 /// reusable buffers.
-struct Clients<'a> {
+struct Clients {
     epoll: Epoll,
     /// Keyed by descriptor, which is also the event's token.
     conns: HashMap<RawFd, Conn>,
@@ -258,7 +265,7 @@ struct Clients<'a> {
     scratch: Vec<u8>,
     /// Connections open in *all* reactors: `--max-conns` limits the
     /// process, and the kernel's hash decides which reactor gets a client.
-    open: &'a AtomicUsize,
+    open: Arc<AtomicUsize>,
     /// Prefix of this reactor's log lines ("" with one reactor).
     tag: String,
     /// `--edge-triggered`.
@@ -266,11 +273,11 @@ struct Clients<'a> {
     /// Edge-triggered only: connections cut short by [`READS_PER_TURN`],
     /// to be served again before the next wait.
     again: Vec<RawFd>,
-    /// Edge-triggered only: the listener as the last accept left it.
+    /// The listener as the last accept left it.
     backlog: Backlog,
 }
 
-impl Clients<'_> {
+impl Clients {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, config: &Config) {
         let tag = &self.tag;
         // Counted first, so two reactors admitting at once cannot both take
@@ -379,8 +386,8 @@ impl Clients<'_> {
         self.closing.push(conn);
     }
 
-    /// Edge-triggered only: one more turn for each connection the fairness
-    /// bound cut short. Level-triggered epoll would report them again by
+    /// Edge-triggered only (else the list is empty): one more turn for
+    /// each connection the fairness bound cut short. Level-triggered epoll would report them again by
     /// itself; under ET nothing will, and a client waiting for its echo
     /// would wait forever.
     fn serve_again(&mut self, config: &Config) {
@@ -392,15 +399,55 @@ impl Clients<'_> {
         }
     }
 
+    /// Accepts a batch and records what it left.
+    fn accept(&mut self, listener: &TcpListener, spare: &mut Spare, config: &Config) {
+        self.backlog = match accept_batch(listener, spare, self, config) {
+            // Level-triggered epoll reports the listener again by itself.
+            Backlog::More if !self.edge => Backlog::Empty,
+            Backlog::Later(until) => {
+                if !self.edge {
+                    // Still registered, but asking for nothing.
+                    let mut off = EpollEvent::new(EpollFlags::empty(), LISTENER);
+                    let _ = self.epoll.modify(listener, &mut off);
+                }
+                Backlog::Later(until)
+            }
+            other => other,
+        };
+    }
+
+    /// Accepts again what no event will report: the rest of a batch
+    /// (edge-triggered), or a backlog left for a shortage, once its pause
+    /// is over.
+    fn accept_again(&mut self, listener: &TcpListener, spare: &mut Spare, config: &Config) {
+        match self.backlog {
+            Backlog::More => self.accept(listener, spare, config),
+            Backlog::Later(until) if Instant::now() >= until => {
+                if !self.edge {
+                    let mut on = EpollEvent::new(EpollFlags::EPOLLIN, LISTENER);
+                    let _ = self.epoll.modify(listener, &mut on);
+                }
+                self.accept(listener, spare, config);
+            }
+            Backlog::Empty | Backlog::Later(_) => {}
+        }
+    }
+
     /// How long the next `epoll_wait` may sleep: not at all while work no
-    /// edge will announce is left (edge-triggered), else until an event.
+    /// edge will announce is left (edge-triggered), until the end of an
+    /// accept pause, else until an event.
     fn timeout(&self) -> EpollTimeout {
         if !self.again.is_empty() || self.backlog == Backlog::More {
-            EpollTimeout::ZERO
-        } else if self.backlog == Backlog::Later {
-            EpollTimeout::try_from(ACCEPT_BACKOFF).unwrap_or(EpollTimeout::MAX)
-        } else {
-            EpollTimeout::NONE
+            return EpollTimeout::ZERO;
+        }
+        match self.backlog {
+            // Rounded up: epoll_wait counts whole milliseconds, and waking
+            // early would only find the pause not yet over.
+            Backlog::Later(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                EpollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(EpollTimeout::MAX)
+            }
+            Backlog::Empty | Backlog::More => EpollTimeout::NONE,
         }
     }
 }
@@ -424,19 +471,31 @@ impl Clients<'_> {
 pub fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
     let n = flags.threads as usize;
+    let edge = flags.edge_triggered;
     if n == 1 {
-        return reactor(listener, config, flags.edge_triggered, &open, String::new());
+        return Reactor::new(listener, config, edge, open, String::new())?.run(config);
     }
-    let listeners = echo_protocol::reuseport_group(listener, config.addr, n)?;
+    let mut reactors = Vec::with_capacity(n);
+    for (i, listener) in echo_protocol::reuseport_group(listener, config.addr, n)?
+        .into_iter()
+        .enumerate()
+    {
+        let tag = format!("reactor {i}: ");
+        reactors.push(Reactor::new(
+            listener,
+            config,
+            edge,
+            Arc::clone(&open),
+            tag,
+        )?);
+    }
     let (done, finished) = mpsc::channel();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let (config, open, done) = (config.clone(), Arc::clone(&open), done.clone());
-        let edge = flags.edge_triggered;
+    for (i, reactor) in reactors.into_iter().enumerate() {
+        let (config, done) = (config.clone(), done.clone());
         std::thread::Builder::new()
             .name(format!("reactor-{i}"))
             .spawn(move || {
-                let tag = format!("reactor {i}: ");
-                let _ = done.send(reactor(listener, &config, edge, &open, tag));
+                let _ = done.send(reactor.run(&config));
             })?;
     }
     drop(done);
@@ -452,88 +511,110 @@ pub fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result
     Ok(())
 }
 
-/// One reactor's loop.
-fn reactor(
-    listener: TcpListener,
-    config: &Config,
-    edge: bool,
-    open: &AtomicUsize,
-    tag: String,
-) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    let accept_on = if edge {
-        EpollFlags::EPOLLIN | EpollFlags::EPOLLET
-    } else {
-        EpollFlags::EPOLLIN
-    };
-    epoll.add(&listener, EpollEvent::new(accept_on, LISTENER))?;
-    // Level-triggered in both modes: it is seen once and removed.
-    epoll.add(
-        config.shutdown.fd(),
-        EpollEvent::new(EpollFlags::EPOLLIN, SHUTDOWN),
-    )?;
-    let mut listener = Some(listener);
-    let mut spare = Spare::new()?;
-    let mut clients = Clients {
-        epoll,
-        conns: HashMap::new(),
-        closing: Vec::new(),
-        scratch: vec![0; READ_CHUNK],
-        open,
-        tag,
-        edge,
-        again: Vec::new(),
-        backlog: Backlog::Empty,
-    };
-    let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
+/// One reactor: a listener, the spare descriptor for it, the connections.
+struct Reactor {
+    listener: Option<TcpListener>,
+    spare: Spare,
+    clients: Clients,
+}
 
-    // ANCHOR: event-loop
-    while listener.is_some() || !clients.conns.is_empty() {
-        let ready = match clients.epoll.wait(&mut events, clients.timeout()) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+impl Reactor {
+    /// Everything a reactor needs before its first connection. All reactors
+    /// are built before any runs: the port is already announced, and a
+    /// running reactor could take the last descriptors of the process
+    /// before the next one has its epoll instance or its spare.
+    fn new(
+        listener: TcpListener,
+        config: &Config,
+        edge: bool,
+        open: Arc<AtomicUsize>,
+        tag: String,
+    ) -> io::Result<Reactor> {
+        listener.set_nonblocking(true)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let accept_on = if edge {
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLET
+        } else {
+            EpollFlags::EPOLLIN
         };
-        for event in &events[..ready] {
-            match event.data() {
-                LISTENER => {
-                    if let Some(l) = &listener {
-                        clients.backlog = accept_batch(l, &mut spare, &mut clients, config);
+        epoll.add(&listener, EpollEvent::new(accept_on, LISTENER))?;
+        // Level-triggered in both modes: it is seen once and removed.
+        epoll.add(
+            config.shutdown.fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, SHUTDOWN),
+        )?;
+        Ok(Reactor {
+            listener: Some(listener),
+            spare: Spare::new()?,
+            clients: Clients {
+                epoll,
+                conns: HashMap::new(),
+                closing: Vec::new(),
+                scratch: vec![0; READ_CHUNK],
+                open,
+                tag,
+                edge,
+                again: Vec::new(),
+                backlog: Backlog::Empty,
+            },
+        })
+    }
+
+    /// The loop, until shutdown is requested and the last client is gone.
+    fn run(self, config: &Config) -> io::Result<()> {
+        let Reactor {
+            mut listener,
+            mut spare,
+            mut clients,
+        } = self;
+        let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
+
+        // ANCHOR: event-loop
+        while listener.is_some() || !clients.conns.is_empty() {
+            let ready = match clients.epoll.wait(&mut events, clients.timeout()) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for event in &events[..ready] {
+                match event.data() {
+                    LISTENER => {
+                        if let Some(l) = &listener {
+                            clients.accept(l, &mut spare, config);
+                        }
                     }
-                }
-                SHUTDOWN => {
-                    // The eventfd stays readable; level-triggered epoll would
-                    // report it on every wait, so it goes out of the set.
-                    let _ = clients.epoll.delete(config.shutdown.fd());
-                    if let Some(l) = listener.take() {
-                        let _ = clients.epoll.delete(&l);
-                        clients.backlog = Backlog::Empty;
-                        config.log(format_args!(
-                            "{}shutdown requested: no longer accepting, {} connections open",
-                            clients.tag,
-                            clients.conns.len()
-                        ));
+                    SHUTDOWN => {
+                        // The eventfd stays readable; level-triggered epoll would
+                        // report it on every wait, so it goes out of the set.
+                        let _ = clients.epoll.delete(config.shutdown.fd());
+                        if let Some(l) = listener.take() {
+                            let _ = clients.epoll.delete(&l);
+                            clients.backlog = Backlog::Empty;
+                            config.log(format_args!(
+                                "{}shutdown requested: no longer accepting, {} connections open",
+                                clients.tag,
+                                clients.conns.len()
+                            ));
+                        }
                     }
+                    token => clients.on_ready(token as RawFd, event.events(), config),
                 }
-                token => clients.on_ready(token as RawFd, event.events(), config),
             }
-        }
-        // Edge-triggered only: what no edge will report again.
-        if clients.edge {
-            if let (Some(l), Backlog::More | Backlog::Later) = (&listener, clients.backlog) {
-                clients.backlog = accept_batch(l, &mut spare, &mut clients, config);
+            // What no event will report again (both empty unless
+            // edge-triggered, or short of descriptors).
+            if let Some(l) = &listener {
+                clients.accept_again(l, &mut spare, config);
             }
             clients.serve_again(config);
+            clients.closing.clear();
         }
-        clients.closing.clear();
+        // ANCHOR_END: event-loop
+        config.log(format_args!(
+            "{}shutdown: all connections closed",
+            clients.tag
+        ));
+        Ok(())
     }
-    // ANCHOR_END: event-loop
-    config.log(format_args!(
-        "{}shutdown: all connections closed",
-        clients.tag
-    ));
-    Ok(())
 }
 
 /// Accepts until the backlog is empty or [`ACCEPT_BATCH`] is reached.
@@ -554,11 +635,11 @@ fn accept_batch(
             Accepted::Empty => return Backlog::Empty,
             Accepted::Skipped(e) => config.log(format_args!("{}accept: {e}", clients.tag)),
             // Nothing to free here: serve the connections we have and
-            // retry on the next wake-up (edge-triggered: after
-            // ACCEPT_BACKOFF, since no new edge may come).
+            // retry after a pause, long next to an accept, short next to
+            // the time a client takes to leave.
             Accepted::Later(e) => {
                 config.log(format_args!("{}accept: {e}", clients.tag));
-                return Backlog::Later;
+                return Backlog::Later(Instant::now() + ACCEPT_BACKOFF);
             }
         }
     }
