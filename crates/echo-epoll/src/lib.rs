@@ -489,6 +489,12 @@ pub fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result
             tag,
         )?);
     }
+    // The readiness line came before the group existed: clients that
+    // connected in between all wait in slot 0's queue, for reactor 0 (none
+    // is lost). From here on the kernel spreads them.
+    config.log(format_args!(
+        "{n} reactors, each on its own SO_REUSEPORT listener"
+    ));
     let (done, finished) = mpsc::channel();
     for (i, reactor) in reactors.into_iter().enumerate() {
         let (config, done) = (config.clone(), done.clone());
