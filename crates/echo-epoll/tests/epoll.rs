@@ -301,8 +301,12 @@ fn out_of_descriptors(args: &[&str]) {
 /// Writes `total` bytes of [`pattern`] from a second thread while this one
 /// reads the echo, then checks every byte. Both directions run at once, so
 /// nothing waits on socket buffers; a read that times out (5 s) means the
-/// server stopped echoing: under ET, a socket left undrained.
-fn stream_through(server: &ServerProcess, total: usize, write_size: usize) {
+/// server stopped echoing: under ET, a socket left undrained. With
+/// `close_early` the client half-closes as soon as it has written, and the
+/// EOF must come after the last byte even when it arrived with data the
+/// server left for a later turn; without, only once everything is back,
+/// so that no FIN edge comes to rescue a server waiting for an edge.
+fn stream_through(server: &ServerProcess, total: usize, write_size: usize, close_early: bool) {
     let mut reader = server.client();
     let mut writer = reader.try_clone().unwrap();
     let sender = thread::spawn(move || {
@@ -313,30 +317,45 @@ fn stream_through(server: &ServerProcess, total: usize, write_size: usize) {
             writer.write_all(&chunk).expect("write");
             sent += n;
         }
-        writer.shutdown(Shutdown::Write).unwrap();
+        if close_early {
+            writer.shutdown(Shutdown::Write).unwrap();
+        }
     });
-    let mut echoed = Vec::with_capacity(total);
-    reader
-        .read_to_end(&mut echoed)
-        .unwrap_or_else(|e| panic!("after {} of {total} bytes back: {e}", echoed.len()));
+    let mut echoed = vec![0; total];
+    let mut got = 0;
+    while got < total {
+        match reader.read(&mut echoed[got..]) {
+            Ok(0) => panic!("EOF after {got} of {total} bytes back"),
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} of {total} bytes back: {e}"),
+        }
+    }
     sender.join().unwrap();
-    assert_eq!(echoed.len(), total, "bytes back");
     if let Some(i) = (0..total).find(|&i| echoed[i] != pattern(i)) {
         panic!("byte {i} differs: {} instead of {}", echoed[i], pattern(i));
     }
+    if !close_early {
+        reader.shutdown(Shutdown::Write).unwrap();
+    }
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
 }
 
 /// Edge-triggered, every byte must come back whatever the shape of the
-/// input: one 1 MiB write (more than the 16 reads of one turn can take if
-/// it is all there at once), 16 MiB in one stream (turns cut short by the
-/// fairness bound, which must be resumed by the server itself), and a
+/// input: one 1 MiB write, one 8 MiB write and 16 MiB in 256 KiB writes
+/// (turns cut short by the fairness bound, which the server must resume by
+/// itself, or the last bytes or the EOF never come back), and a
 /// thousand small messages written back to back without reading (many
 /// messages per read, the last ones in the socket when the edge came).
 #[test]
 fn edge_triggered_echoes_every_byte() {
     let server = ServerProcess::spawn(bin(), &["--edge-triggered"]).expect("spawn");
-    stream_through(&server, 1024 * 1024, 1024 * 1024);
-    stream_through(&server, 16 * 1024 * 1024, 256 * 1024);
+    for close_early in [false, true] {
+        stream_through(&server, 1024 * 1024, 1024 * 1024, close_early);
+        stream_through(&server, 8 * 1024 * 1024, 8 * 1024 * 1024, close_early);
+        stream_through(&server, 16 * 1024 * 1024, 256 * 1024, close_early);
+    }
 
     let mut c = server.client();
     let mut sent = Vec::new();
