@@ -1,4 +1,5 @@
-//! `echo-epoll`: parse the common flags, bind, run one level-triggered epoll loop.
+//! `echo-epoll`: parse the common flags and `--edge-triggered`, `--threads`,
+//! bind, run the epoll reactors.
 
 fn main() -> std::process::ExitCode {
     echo_protocol::run(&echo_epoll::MODEL, echo_epoll::serve)

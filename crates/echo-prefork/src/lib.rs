@@ -158,7 +158,7 @@ pub const BUF_SIZE: usize = 16 * 1024;
 pub fn serve(listener: TcpListener, config: &Config, flags: Flags) -> io::Result<()> {
     let n = flags.workers as usize;
     let listeners = match flags.handoff {
-        Handoff::Reuseport => handoff::reuseport_group(listener, config.addr, n)?,
+        Handoff::Reuseport => echo_protocol::reuseport_group(listener, config.addr, n)?,
         Handoff::SharedAccept | Handoff::PassFd => vec![listener],
     };
     let mut pool = Pool::new(config, flags.handoff, listeners, n)?;

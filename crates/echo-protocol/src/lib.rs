@@ -178,6 +178,44 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+// ANCHOR: reuseport
+/// Turns the listener [`run`] bound into a group of `n` listeners on the
+/// same address, each with `SO_REUSEPORT`: the kernel then picks one of them
+/// for each new connection by a hash of its addresses and ports, and each
+/// thread or process of a model accepts on its own. Slot 0 is `first`.
+///
+/// The contract bound one socket, without `SO_REUSEPORT`, and has already
+/// announced its port. Rather than closing it and binding N new ones (a
+/// window in which the announced port refuses connections, or is taken by
+/// someone else), the contract's socket joins the group as slot 0: Linux
+/// forms a reuseport group when a socket with the option *listens* and
+/// finds listeners on the port that have it, so setting it late on the
+/// first socket is enough. (socket(7) asks for the option before `bind`;
+/// on a kernel that refuses, the `bind` below fails with a clear error.)
+///
+/// Syscalls: `setsockopt(SO_REUSEADDR, SO_REUSEPORT)`, `socket(2)`,
+/// `bind(2)`, `listen(2)`.
+pub fn reuseport_group(
+    first: TcpListener,
+    addr: SocketAddr,
+    n: usize,
+) -> io::Result<Vec<TcpListener>> {
+    socket2::SockRef::from(&first).set_reuse_port(true)?;
+    let mut group = vec![first];
+    for _ in 1..n {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket
+            .bind(&addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("SO_REUSEPORT bind of {addr}: {e}")))?;
+        socket.listen(LISTEN_BACKLOG)?;
+        group.push(socket.into());
+    }
+    Ok(group)
+}
+// ANCHOR_END: reuseport
+
 /// True for an `accept(2)` error that concerns only the connection being
 /// accepted, so the next `accept` may well succeed: `ECONNABORTED` (the
 /// client reset while still in the backlog), `EINTR`, and the network
