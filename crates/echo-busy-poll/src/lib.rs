@@ -64,7 +64,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use clap::Args;
-use echo_protocol::nonblocking::{Accepted, Echo, Read, Spare, accept_one};
+use echo_protocol::nonblocking::{self, Accepted, Echo, Read, Spare, accept_one};
 use echo_protocol::{Config, Model};
 
 pub use echo_protocol::nonblocking::{OUTPUT_CAP, READ_CHUNK};
@@ -242,19 +242,9 @@ fn accept_batch(
 }
 
 fn admit(stream: TcpStream, peer: SocketAddr, conns: &mut Vec<Conn>, config: &Config) {
-    if conns.len() >= config.max_conns {
-        config.log(format_args!(
-            "{peer}: refused, {} connections open",
-            config.max_conns
-        ));
+    let Some(stream) = nonblocking::admit(stream, peer, conns.len(), config) else {
         return;
-    }
-    // accept4 does not pass the listener's O_NONBLOCK on to the new socket.
-    if let Err(e) = stream.set_nonblocking(true) {
-        config.log(format_args!("{peer}: cannot make non-blocking: {e}"));
-        return;
-    }
-    config.log(format_args!("{peer}: connected"));
+    };
     conns.push(Conn {
         stream,
         peer,

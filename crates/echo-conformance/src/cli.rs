@@ -21,6 +21,34 @@ fn run(bin: &Path, args: &[&str]) -> Finished {
     run_bounded(cmd, RUN_LIMIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Asserts that `bin` run with `args` is a usage error: exit status 2, and
+/// stderr's first line starts with `error:` and contains every word of
+/// `must_name` (the flag, the rejected value). For a model's own flags; the
+/// common ones are [`assert_rejects_bad_input`]'s.
+pub fn assert_usage_error(bin: &Path, args: &[&str], must_name: &[&str]) {
+    let name = bin.display();
+    let out = run(bin, args);
+    let shown = args.join(" ");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name} {shown}: expected exit status 2, got {}; stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    let first = out.stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("error:"),
+        "{name} {shown}: stderr's first line should start with \"error:\", got {first:?}"
+    );
+    for word in must_name {
+        assert!(
+            first.contains(word),
+            "{name} {shown}: the error should name {word:?}, got {first:?}"
+        );
+    }
+}
+
 /// Asserts, by running the binary: unknown flag (`--bogus`), malformed
 /// address (`--addr nonsense`, `--addr 127.0.0.1:99999`), out-of-range
 /// numbers (`--max-conns 0`, `--max-conns many`) each exit with status 2, and
@@ -40,26 +68,7 @@ pub fn assert_rejects_bad_input(bin: &Path) {
         (&["--max-conns", "many"], &["--max-conns", "many"]),
     ];
     for (args, must_name) in bad {
-        let out = run(bin, args);
-        let shown = args.join(" ");
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{name} {shown}: expected exit status 2, got {}; stderr:\n{}",
-            out.status,
-            out.stderr
-        );
-        let first = out.stderr.lines().next().unwrap_or("");
-        assert!(
-            first.starts_with("error:"),
-            "{name} {shown}: stderr's first line should start with \"error:\", got {first:?}"
-        );
-        for word in must_name {
-            assert!(
-                first.contains(word),
-                "{name} {shown}: the error should name {word:?}, got {first:?}"
-            );
-        }
+        assert_usage_error(bin, args, must_name);
     }
 
     let help = run(bin, &["--help"]);

@@ -1,6 +1,8 @@
 //! The limits of the server contract, checked against the running binary:
 //! `--max-conns` turns extra clients away without hurting the others, and
-//! SIGTERM stops new work while open connections finish.
+//! SIGTERM stops new work while open connections finish. Two more for the
+//! models that buffer by hand: back-pressure on a client that never reads,
+//! and shedding connections when out of descriptors.
 //!
 //! The fault suite's `max-conns` is the check behind the first, run on its own
 //! server; `sigterm-mid-transfer` uses the same probe.
@@ -13,8 +15,10 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -196,4 +200,159 @@ pub fn assert_graceful_shutdown(bin: &Path, args: &[&str]) {
         ),
         None => panic!("{name}: still running 3 s after its last client closed, after SIGTERM"),
     }
+}
+
+/// The byte at stream offset `i` of [`assert_back_pressure`]'s stream.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Sends `msg` on a fresh connection, half-closes, reads to EOF.
+fn echo_once(server: &ServerProcess, msg: &[u8]) -> Vec<u8> {
+    let mut stream = server.client();
+    stream.write_all(msg).expect("write");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed).expect("read to EOF");
+    echoed
+}
+
+/// Back-pressure in a model that buffers output by hand (the readiness
+/// models, through `echo_protocol::nonblocking::Echo`): `bin` started with
+/// `args` stops reading a client that sends without reading once about
+/// `cap` bytes are unsent (plus what the kernel's buffers hold), serves
+/// another client meanwhile, and, once the client reads, echoes every byte
+/// it took, in order. With edge-triggered readiness the last part is the
+/// trap: the bytes left in the socket when the server stopped at the cap
+/// announce themselves with no new event, so a server that waits for one
+/// never finishes the echo (`read_to_end` then fails on its timeout).
+pub fn assert_back_pressure(bin: &Path, args: &[&str], cap: usize) {
+    const CHUNK: usize = 64 * 1024;
+    let server = ServerProcess::spawn(bin, args).unwrap_or_else(|e| panic!("{e}"));
+    let mut hog = server.client();
+    // A write that makes no progress for this long means the server has
+    // stopped reading from us.
+    hog.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("write timeout");
+    // Four socket buffers (two per side) plus the server's own: loopback
+    // autotuning keeps each under 8 MiB, so anything past this bound means
+    // the server kept reading without bound.
+    let bound = cap + CHUNK + 4 * 8 * 1024 * 1024;
+    let mut sent = 0usize;
+    let blocked = loop {
+        let chunk: Vec<u8> = (sent..sent + CHUNK).map(pattern).collect();
+        match hog.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true;
+            }
+            Err(e) => panic!("{args:?}: write after {sent} bytes: {e}"),
+        }
+        if sent > bound {
+            break false;
+        }
+    };
+    assert!(
+        blocked,
+        "{args:?}: the server read {sent} bytes from a client that never reads"
+    );
+    // The stalled client does not stall the loop.
+    assert_eq!(
+        echo_once(&server, b"not delayed"),
+        b"not delayed",
+        "{args:?}"
+    );
+    // Everything sent comes back, in order, once the client reads.
+    hog.shutdown(Shutdown::Write).expect("half-close");
+    let mut echoed = Vec::with_capacity(sent);
+    hog.read_to_end(&mut echoed)
+        .unwrap_or_else(|e| panic!("{args:?}: reading the echo back: {e}"));
+    assert_eq!(echoed.len(), sent, "{args:?}: echoed bytes");
+    if let Some(i) = (0..sent).find(|&i| echoed[i] != pattern(i)) {
+        panic!(
+            "{args:?}: byte {i} differs: {} instead of {}",
+            echoed[i],
+            pattern(i)
+        );
+    }
+    drop(hog);
+    let status = server.terminate().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{args:?}: exit status {status}");
+}
+
+/// The spare-descriptor trick of a readiness model: `bin` started with
+/// `args` and only 64 descriptors, facing 100 clients. The connections it
+/// cannot take must not make its loop spin (under 30 % of a core over a
+/// second), nor be left hanging in the backlog: every client is either
+/// served or closed. Once they leave, a new client is served.
+pub fn assert_sheds_when_out_of_descriptors(bin: &Path, args: &[&str]) {
+    const LIMIT: u64 = 64;
+    const CLIENTS: usize = 100;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--addr", "127.0.0.1:0"]).args(args);
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed; it makes one `setrlimit(2)`
+    // call and allocates nothing. The server's own raise of the soft limit
+    // to the hard one then leaves it at 64.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_NOFILE, LIMIT, LIMIT).map_err(std::io::Error::from)
+        });
+    }
+    let server = ServerProcess::spawn_command(cmd).unwrap_or_else(|e| panic!("{e}"));
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.client()).collect();
+    let cpu = || crate::tree::process_cpu_ns(server.pid()).expect("the server's CPU clock");
+    let (before, since) = (cpu(), Instant::now());
+    thread::sleep(Duration::from_secs(1));
+    let share = cpu().saturating_sub(before) as f64 / since.elapsed().as_nanos() as f64;
+    assert!(
+        share < 0.3,
+        "{args:?}: the server used {:.0} % of a core while out of descriptors",
+        share * 100.0
+    );
+
+    let (mut served, mut refused) = (0, 0);
+    for (i, client) in clients.iter_mut().enumerate() {
+        // A refused client may see its write fail once the server's close
+        // has arrived; its read tells the verdict either way.
+        let _ = client.write_all(b"ping");
+        let mut buf = [0u8; 4];
+        match client.read_exact(&mut buf) {
+            Ok(()) => {
+                assert_eq!(&buf, b"ping", "{args:?}: client {i}");
+                served += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                ) =>
+            {
+                refused += 1;
+            }
+            Err(e) => panic!("{args:?}: client {i} neither served nor closed: {e}"),
+        }
+    }
+    assert_eq!(served + refused, CLIENTS);
+    assert!(
+        served > 0 && served < LIMIT as usize,
+        "{args:?}: {served} served"
+    );
+    assert!(
+        refused > 0,
+        "{args:?}: no client was refused: was the limit applied?"
+    );
+
+    // Leave cleanly, then a fresh client must be served.
+    for client in &mut clients {
+        let _ = client.shutdown(Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{args:?}: bytes after the echo: {rest:?}");
+    }
+    drop(clients);
+    assert_eq!(echo_once(&server, b"fresh"), b"fresh", "{args:?}");
+    let status = server.terminate().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{args:?}: exit status {status}");
 }

@@ -7,9 +7,8 @@
 //! what is specific to several reactors (clients spread over them, one
 //! `--max-conns` for all).
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -17,23 +16,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use echo_conformance::{FaultTarget, ServerProcess, run_faults};
-use echo_epoll::{OUTPUT_CAP, READ_CHUNK};
+use echo_epoll::OUTPUT_CAP;
 
 /// The three modes every general test runs in.
 const MODES: [&[&str]; 3] = [&[], &["--edge-triggered"], &["--threads", "2"]];
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-epoll"))
-}
-
-/// Sends `msg`, half-closes, and returns everything read until EOF.
-fn echo_once(server: &ServerProcess, msg: &[u8]) -> Vec<u8> {
-    let mut stream = server.client();
-    stream.write_all(msg).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut echoed = Vec::new();
-    stream.read_to_end(&mut echoed).unwrap();
-    echoed
 }
 
 fn terminate(server: ServerProcess) {
@@ -117,91 +106,22 @@ fn shuts_down_gracefully() {
     }
 }
 
-/// The byte at stream offset `i` of the back-pressure test.
+/// The byte at stream offset `i` of the streaming tests.
 fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
 
 /// A client that sends without reading is stopped once its unsent echo
 /// reaches `OUTPUT_CAP` (plus what the kernel buffers hold), other clients
-/// are served meanwhile, and nothing it sent is lost.
+/// are served meanwhile, and nothing it sent is lost. Edge-triggered, the
+/// hazard is the other way round too: once reading stops at the cap, no
+/// edge announces the bytes already waiting, so the server must resume by
+/// itself when the output drains, or the last part never comes back.
 #[test]
 fn stops_reading_a_client_that_does_not_read() {
     for args in MODES {
-        stops_reading(args);
+        echo_conformance::limits::assert_back_pressure(bin(), args, OUTPUT_CAP);
     }
-}
-
-/// Edge-triggered, the hazard is the other way round too: once reading
-/// stops at the cap, no edge announces the bytes already waiting, so the
-/// server must resume by itself when the output drains, or the last part
-/// of the stream never comes back.
-fn stops_reading(args: &[&str]) {
-    let server = ServerProcess::spawn(bin(), args).expect("spawn");
-    let mut hog = server.client();
-    // A write that makes no progress for this long means the server has
-    // stopped reading from us.
-    hog.set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    // Four socket buffers (two per side) plus the server's own: loopback
-    // autotuning keeps each under 8 MiB, so anything past this bound means
-    // the server kept reading without bound.
-    let bound = OUTPUT_CAP + READ_CHUNK + 4 * 8 * 1024 * 1024;
-    let mut sent = 0usize;
-    let blocked = loop {
-        let chunk: Vec<u8> = (sent..sent + READ_CHUNK).map(pattern).collect();
-        match hog.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break true;
-            }
-            Err(e) => panic!("write after {sent} bytes: {e}"),
-        }
-        if sent > bound {
-            break false;
-        }
-    };
-    assert!(
-        blocked,
-        "{args:?}: the server read {sent} bytes from a client that never reads"
-    );
-
-    // The stalled client does not stall the loop.
-    assert_eq!(echo_once(&server, b"not delayed"), b"not delayed");
-
-    // Everything sent comes back, in order, once the client reads.
-    hog.shutdown(Shutdown::Write).unwrap();
-    let mut echoed = Vec::with_capacity(sent);
-    hog.read_to_end(&mut echoed).unwrap();
-    assert_eq!(echoed.len(), sent, "{args:?}: echoed bytes");
-    if let Some(i) = (0..sent).find(|&i| echoed[i] != pattern(i)) {
-        panic!(
-            "{args:?}: byte {i} differs: {} instead of {}",
-            echoed[i],
-            pattern(i)
-        );
-    }
-    drop(hog);
-    terminate(server);
-}
-
-/// utime + stime of `pid`, in clock ticks, from `/proc/<pid>/stat`.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
-    // The command name in parentheses may contain spaces; fields after it
-    // are plain. utime and stime are fields 14 and 15 of the whole line.
-    let after = &stat[stat.rfind(')').expect("comm field") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields[11].parse().unwrap();
-    let stime: u64 = fields[12].parse().unwrap();
-    utime + stime
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a system constant; it has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
-    ticks as u64
 }
 
 /// With only 64 descriptors, 100 clients exhaust them. The pending
@@ -217,85 +137,8 @@ fn clock_ticks_per_second() -> u64 {
 #[test]
 fn survives_running_out_of_descriptors() {
     for args in [&[][..], &["--edge-triggered"]] {
-        out_of_descriptors(args);
+        echo_conformance::limits::assert_sheds_when_out_of_descriptors(bin(), args);
     }
-}
-
-fn out_of_descriptors(args: &[&str]) {
-    const LIMIT: libc::rlim_t = 64;
-    const CLIENTS: usize = 100;
-    let mut cmd = Command::new(bin());
-    cmd.args(["--addr", "127.0.0.1:0"]).args(args);
-    let lower_limit = || {
-        let limit = libc::rlimit {
-            rlim_cur: LIMIT,
-            rlim_max: LIMIT,
-        };
-        // SAFETY: `limit` is a valid rlimit that outlives the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe functions may be called. It calls setrlimit,
-    // which is, and allocates nothing (last_os_error only reads errno).
-    // The server's own raise to the hard limit then leaves it at 64.
-    unsafe {
-        cmd.pre_exec(lower_limit);
-    }
-    let server = ServerProcess::spawn_command(cmd).expect("spawn");
-
-    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.client()).collect();
-    let before = cpu_ticks(server.pid());
-    std::thread::sleep(Duration::from_secs(1));
-    let spent = cpu_ticks(server.pid()) - before;
-    let ticks = clock_ticks_per_second();
-    assert!(
-        spent * 10 < ticks * 3,
-        "{args:?}: the server used {spent} ticks of CPU in 1 s ({ticks} per second) \
-         while out of descriptors"
-    );
-
-    // Every client is either served or closed by the server; none is left
-    // waiting in the backlog.
-    let (mut served, mut refused) = (0, 0);
-    for (i, client) in clients.iter_mut().enumerate() {
-        // A refused client may see its write fail once the server's close
-        // has arrived; its read tells the verdict either way.
-        let _ = client.write_all(b"ping");
-        let mut buf = [0u8; 4];
-        match client.read_exact(&mut buf) {
-            Ok(()) => {
-                assert_eq!(&buf, b"ping", "client {i}");
-                served += 1;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-                ) =>
-            {
-                refused += 1;
-            }
-            Err(e) => panic!("{args:?}: client {i} neither served nor closed: {e}"),
-        }
-    }
-    assert_eq!(served + refused, CLIENTS);
-    assert!(served > 0 && served < LIMIT as usize, "{served} served");
-    assert!(refused > 0, "no client was refused: was the limit applied?");
-
-    // Leave cleanly: the server closes each connection before it looks at
-    // new ones, so its descriptors are free again when we reconnect.
-    for client in &mut clients {
-        let _ = client.shutdown(Shutdown::Write);
-        let mut rest = Vec::new();
-        let _ = client.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "bytes after the echo: {rest:?}");
-    }
-    drop(clients);
-    assert_eq!(echo_once(&server, b"fresh"), b"fresh");
-    terminate(server);
 }
 
 /// Writes `total` bytes of [`pattern`] from a second thread while this one

@@ -52,7 +52,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use echo_protocol::nonblocking::{Accepted, Echo, Read, Spare, accept_one};
+use echo_protocol::nonblocking::{self, Accepted, Echo, Read, Spare, accept_one};
 use echo_protocol::{ACCEPT_BACKOFF, Config, Model, NoFlags};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -195,19 +195,11 @@ impl Clients {
         peer: SocketAddr,
         config: &Config,
     ) {
-        if self.conns.len() >= config.max_conns {
-            config.log(format_args!(
-                "{peer}: refused, {} connections open",
-                config.max_conns
-            ));
+        // mio's `from_std` leaves the mode to us: `admit` makes it
+        // non-blocking.
+        let Some(stream) = nonblocking::admit(stream, peer, self.conns.len(), config) else {
             return;
-        }
-        // mio's `from_std` leaves the mode to us, and a blocking socket
-        // in an event loop would stall every client on its first read.
-        if let Err(e) = stream.set_nonblocking(true) {
-            config.log(format_args!("{peer}: cannot make non-blocking: {e}"));
-            return;
-        }
+        };
         let mut stream = TcpStream::from_std(stream);
         let fd = stream.as_raw_fd();
         if let Err(e) = registry.register(&mut stream, Token(fd as usize), Conn::INTEREST) {

@@ -42,7 +42,7 @@ use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-use echo_protocol::nonblocking::{Accepted, Echo, Spare, accept_one};
+use echo_protocol::nonblocking::{Accepted, Echo, Spare, accept_one, admit};
 use echo_protocol::{Config, Model, NoFlags};
 use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, c_short, pollfd};
 
@@ -319,18 +319,9 @@ fn accept_batch(listener: &TcpListener, spare: &mut Spare, table: &mut Table, co
                 return;
             }
         };
-        if table.conns.len() >= config.max_conns {
-            config.log(format_args!(
-                "{peer}: refused, {} connections open",
-                config.max_conns
-            ));
+        let Some(stream) = admit(stream, peer, table.conns.len(), config) else {
             continue;
-        }
-        if let Err(e) = stream.set_nonblocking(true) {
-            config.log(format_args!("{peer}: cannot make non-blocking: {e}"));
-            continue;
-        }
-        config.log(format_args!("{peer}: connected"));
+        };
         table.push(Conn {
             stream,
             peer,

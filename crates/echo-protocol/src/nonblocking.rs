@@ -22,6 +22,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use nix::errno::Errno;
 
+use crate::Config;
+
 /// Most unsent output kept for one connection before the model stops
 /// reading from it. A client that sends without reading would otherwise
 /// make the server buffer without bound; past the cap its own socket
@@ -151,6 +153,32 @@ impl Echo {
         }
         Ok(wrote)
     }
+}
+
+/// A client [`accept_one`] brought, admitted or refused: refused (closed
+/// and logged) when `open` connections already reach `--max-conns`;
+/// otherwise made non-blocking (`accept4` does not pass the listener's
+/// `O_NONBLOCK` on to the new socket, and one blocking socket would stall
+/// the whole loop on its first read) and logged as connected.
+pub fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    open: usize,
+    config: &Config,
+) -> Option<TcpStream> {
+    if open >= config.max_conns {
+        config.log(format_args!(
+            "{peer}: refused, {} connections open",
+            config.max_conns
+        ));
+        return None;
+    }
+    if let Err(e) = stream.set_nonblocking(true) {
+        config.log(format_args!("{peer}: cannot make non-blocking: {e}"));
+        return None;
+    }
+    config.log(format_args!("{peer}: connected"));
+    Some(stream)
 }
 
 /// What [`accept_one`] did.

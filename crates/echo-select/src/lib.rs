@@ -56,7 +56,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use echo_protocol::nonblocking::{Accepted, Echo, Spare, accept_one};
+use echo_protocol::nonblocking::{self, Accepted, Echo, Spare, accept_one};
 use echo_protocol::{Config, Model, NoFlags};
 use nix::errno::Errno;
 use nix::sys::select::{FdSet, select};
@@ -304,18 +304,9 @@ fn admit(conns: &mut Vec<Conn>, stream: TcpStream, peer: SocketAddr, config: &Co
         ));
         return;
     }
-    if conns.len() >= config.max_conns {
-        config.log(format_args!(
-            "{peer}: refused, {} connections open",
-            config.max_conns
-        ));
+    let Some(stream) = nonblocking::admit(stream, peer, conns.len(), config) else {
         return;
-    }
-    if let Err(e) = stream.set_nonblocking(true) {
-        config.log(format_args!("{peer}: cannot make non-blocking: {e}"));
-        return;
-    }
-    config.log(format_args!("{peer}: connected"));
+    };
     conns.push(Conn {
         stream,
         peer,

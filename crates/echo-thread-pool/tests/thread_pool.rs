@@ -6,9 +6,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use echo_conformance::{ServerProcess, run_suite};
 
@@ -75,36 +73,7 @@ fn rejects_bad_pool_flags() {
         &["--workers", "100001"],
         &["--when-full", "maybe"],
     ] {
-        let mut child = Command::new(bin())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                panic!("{args:?}: still running after 10 s (expected a usage error)");
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert_eq!(status.code(), Some(2), "{args:?}: {status}; {stderr}");
-        let first = stderr.lines().next().unwrap_or("");
-        assert!(
-            first.starts_with("error:") && first.contains(args[0]),
-            "{args:?}: {first:?}"
-        );
+        echo_conformance::cli::assert_usage_error(bin(), args, &[args[0]]);
     }
 }
 
