@@ -118,6 +118,7 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                 rate: None,
                 threads: 1,
                 reconnect: sc.reconnect,
+                idle: 0,
             };
             let mut row = Row {
                 model: id.clone(),

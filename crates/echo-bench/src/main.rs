@@ -126,6 +126,12 @@ struct Shape {
     /// starts over (closed loop only; latency includes the connect)
     #[arg(long, conflicts_with = "rate")]
     reconnect: bool,
+    /// This many idle connections besides: opened before the clock, silent
+    /// through the window, closed after it (what a server pays per
+    /// connection it is not serving)
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    idle: u32,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +306,7 @@ fn spec_of(addr: SocketAddr, shape: &Shape, stop: Stop) -> LoadSpec {
         rate: shape.rate,
         threads: shape.threads as usize,
         reconnect: shape.reconnect,
+        idle: shape.idle as usize,
     }
 }
 
@@ -310,6 +317,9 @@ fn parameters(spec: &LoadSpec) -> BTreeMap<String, String> {
     p.insert("threads".to_string(), spec.threads.to_string());
     if spec.reconnect {
         p.insert("reconnect".to_string(), "per message".to_string());
+    }
+    if spec.idle > 0 {
+        p.insert("idle".to_string(), spec.idle.to_string());
     }
     match spec.stop {
         Stop::Messages(m) => p.insert("messages".to_string(), m.to_string()),

@@ -403,6 +403,7 @@ mod tests {
                     rate: None,
                     threads: 1,
                     reconnect: false,
+                    idle: 0,
                 },
                 messages,
                 expected_messages: Some(messages),

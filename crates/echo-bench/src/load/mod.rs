@@ -111,6 +111,8 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         .transpose()?;
     echo_protocol::raise_nofile_limit()
         .map_err(|e| format!("cannot raise the open-files limit: {e}"))?;
+    // Opened first and held by this thread until the window has closed.
+    let idle_conns = open_idle(spec)?;
     // Read before spawning: the load threads inherit this thread's mask.
     let cpus = affinity_cpus();
     let payload = Payload::new(spec.size);
@@ -215,6 +217,7 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
     }
     let end = total.finished.unwrap_or_else(Instant::now);
     hook(Window::End);
+    drop(idle_conns);
     // Every thread has reported and has nothing left to do but exit; join
     // those that have, and leave the rest detached rather than wait on a
     // join without a bound.
@@ -240,6 +243,28 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         client_sys: total.cpu_sys,
         cpus,
     })
+}
+
+/// How long one idle connection may take to open.
+const IDLE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The spec's idle connections: plain blocking connects from this thread,
+/// one after another (the kernel completes each from the listen backlog,
+/// whether or not the server accepts it yet). Nothing is ever written on
+/// them; they are closed when the returned `Vec` is dropped.
+fn open_idle(spec: &LoadSpec) -> Result<Vec<std::net::TcpStream>, String> {
+    (0..spec.idle)
+        .map(|i| {
+            std::net::TcpStream::connect_timeout(&spec.addr, IDLE_CONNECT_TIMEOUT).map_err(|e| {
+                format!(
+                    "cannot open idle connection {} of {} to {}: {e}",
+                    i + 1,
+                    spec.idle,
+                    spec.addr
+                )
+            })
+        })
+        .collect()
 }
 
 /// CPUs in the calling thread's affinity mask; the machine's parallelism
@@ -737,18 +762,29 @@ mod tests {
         counting_echo_server().0
     }
 
-    /// The same, with the peer address of every connection it accepted.
-    fn counting_echo_server() -> (SocketAddr, Arc<Mutex<Vec<SocketAddr>>>) {
+    /// Peers of the connections a [`counting_echo_server`] accepted, and
+    /// of those whose client had half-closed (recorded before the server
+    /// closes, so before that client can see its EOF).
+    struct Seen {
+        accepted: Mutex<Vec<SocketAddr>>,
+        ended: Mutex<Vec<SocketAddr>>,
+    }
+
+    /// The same, recording what it saw.
+    fn counting_echo_server() -> (SocketAddr, Arc<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let peers = accepted.clone();
+        let seen = Arc::new(Seen {
+            accepted: Mutex::new(Vec::new()),
+            ended: Mutex::new(Vec::new()),
+        });
+        let record = seen.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                if let Ok(peer) = conn.peer_addr() {
-                    peers.lock().unwrap().push(peer);
-                }
+                let Ok(peer) = conn.peer_addr() else { continue };
+                record.accepted.lock().unwrap().push(peer);
+                let record = record.clone();
                 thread::spawn(move || {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                     let mut buf = [0u8; 4096];
@@ -757,15 +793,16 @@ mod tests {
                             return;
                         }
                     }
+                    record.ended.lock().unwrap().push(peer);
                 });
             }
         });
-        (addr, accepted)
+        (addr, seen)
     }
 
     #[test]
     fn reconnect_mode_opens_one_connection_per_message_and_verifies_each() {
-        let (addr, accepted) = counting_echo_server();
+        let (addr, seen) = counting_echo_server();
         let spec = LoadSpec {
             addr,
             conns: 3,
@@ -774,6 +811,7 @@ mod tests {
             rate: None,
             threads: 1,
             reconnect: true,
+            idle: 0,
         };
         let r = run(&spec).expect("run");
         assert!(r.ok(), "{}", r.render());
@@ -782,10 +820,41 @@ mod tests {
         // Every message had a connection of its own; the server has seen
         // each of them by the time its echo came back, from source
         // addresses taken in turn (each with a port space of its own).
-        let peers = accepted.lock().unwrap().clone();
+        let peers = seen.accepted.lock().unwrap().clone();
         assert_eq!(peers.len(), 31);
         let sources: std::collections::HashSet<_> = peers.iter().map(|p| p.ip()).collect();
         assert_eq!(sources.len(), 31, "{peers:?}");
+    }
+
+    #[test]
+    fn idle_connections_are_opened_first_and_kept_through_the_window() {
+        let (addr, seen) = counting_echo_server();
+        let spec = LoadSpec {
+            addr,
+            conns: 2,
+            size: 16,
+            stop: Stop::Messages(20),
+            rate: None,
+            threads: 1,
+            reconnect: false,
+            idle: 5,
+        };
+        let mut at_end = (0, 0);
+        let r = run_with(&spec, &mut |w| {
+            if w == Window::End {
+                at_end = (
+                    seen.accepted.lock().unwrap().len(),
+                    seen.ended.lock().unwrap().len(),
+                );
+            }
+        })
+        .expect("run");
+        assert!(r.ok(), "{}", r.render());
+        assert_eq!(r.messages, 20);
+        // When the window closed the server had seen all seven, and only
+        // the two working ones had ended: the idle five were still open.
+        assert_eq!(at_end, (7, 2));
+        assert!(spec.describe().contains("beside 5 idle connection(s)"));
     }
 
     #[test]
@@ -802,6 +871,7 @@ mod tests {
             rate: None,
             threads: 1,
             reconnect: true,
+            idle: 0,
         };
         let r = run(&spec).expect("a refused connect is a counted error, not a harness error");
         assert_eq!((r.messages, r.errors.connect), (0, 2), "{}", r.render());
@@ -818,6 +888,7 @@ mod tests {
             rate: None,
             threads: 1,
             reconnect: false,
+            idle: 0,
         };
         let mut start_left = None;
         let mut end_entered = None;

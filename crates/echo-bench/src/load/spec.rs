@@ -46,6 +46,12 @@ pub struct LoadSpec {
     /// Latency then runs from the start of `connect` to the last echoed
     /// byte. Closed loop only.
     pub reconnect: bool,
+    /// Idle connections besides the `conns` working ones: opened before the
+    /// clock starts, silent for the whole window, closed after it. They
+    /// cost a server that looks at every connection on every wake-up
+    /// (`select`, `poll`, busy-poll) and nothing to one that is told which
+    /// are ready (`epoll`).
+    pub idle: usize,
 }
 
 impl LoadSpec {
@@ -67,8 +73,13 @@ impl LoadSpec {
         } else {
             format!("{} connection(s)", self.conns)
         };
+        let idle = if self.idle > 0 {
+            format!(" beside {} idle connection(s)", self.idle)
+        } else {
+            String::new()
+        };
         format!(
-            "{stop} of {} B over {over} to {}, {lp}, {} thread(s)",
+            "{stop} of {} B over {over}{idle} to {}, {lp}, {} thread(s)",
             self.size, self.addr, self.threads
         )
     }
@@ -313,6 +324,7 @@ mod tests {
                 rate: None,
                 threads,
                 reconnect: false,
+                idle: 0,
             },
             messages: 10,
             expected_messages: Some(10),
