@@ -185,6 +185,15 @@ fn clients_leaving_in_any_order_do_not_disturb_the_rest() {
     const CROWD: usize = 120;
     const ROUNDS: u64 = 30;
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
+    // The readiness line comes before the loop opens its spare descriptor,
+    // so the baseline is read once a first client has had an echo: the
+    // loop is running then, and holds exactly its own descriptors plus
+    // this client's socket, which stays open to the end.
+    let mut first = server.client();
+    first.write_all(b"x").unwrap();
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"x");
     let baseline = tree::counts(server.pid()).expect("server alive").fds;
     let mut rng = Rng(0x5eed_0f5a_11ee);
     let mut next_id = 0u64;
@@ -272,6 +281,7 @@ fn clients_leaving_in_any_order_do_not_disturb_the_rest() {
         held <= baseline,
         "{held} descriptors held after every client left, {baseline} before any came"
     );
+    drop(first);
     eprintln!("{echoes} echoes verified, {left} clients left during the rounds");
     terminate(server);
 }
