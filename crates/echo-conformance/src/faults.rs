@@ -29,7 +29,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
@@ -234,18 +233,7 @@ fn run_one(fault: &str, target: &FaultTarget) -> Ran {
             match fault {
                 "descriptor-storm" => {
                     let limit = STORM_NOFILE;
-                    // SAFETY: the closure runs in the child between fork
-                    // and exec, where only async-signal-safe calls are
-                    // allowed; it makes one `setrlimit(2)` call (async-signal
-                    // -safe) and allocates nothing.
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            use nix::sys::resource::{Resource, setrlimit};
-                            // Soft and hard: the contract raises soft to hard.
-                            setrlimit(Resource::RLIMIT_NOFILE, limit, limit)
-                                .map_err(std::io::Error::from)
-                        });
-                    }
+                    crate::process::limit_nofile(&mut cmd, limit);
                     with_server(cmd, |s| storm(s.addr(), s.pid(), limit))
                 }
                 "max-conns" => {

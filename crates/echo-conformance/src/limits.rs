@@ -16,7 +16,6 @@
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -290,16 +289,7 @@ pub fn assert_sheds_when_out_of_descriptors(bin: &Path, args: &[&str]) {
     const CLIENTS: usize = 100;
     let mut cmd = Command::new(bin);
     cmd.args(["--addr", "127.0.0.1:0"]).args(args);
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed; it makes one `setrlimit(2)`
-    // call and allocates nothing. The server's own raise of the soft limit
-    // to the hard one then leaves it at 64.
-    unsafe {
-        cmd.pre_exec(|| {
-            use nix::sys::resource::{Resource, setrlimit};
-            setrlimit(Resource::RLIMIT_NOFILE, LIMIT, LIMIT).map_err(std::io::Error::from)
-        });
-    }
+    crate::process::limit_nofile(&mut cmd, LIMIT);
     let server = ServerProcess::spawn_command(cmd).unwrap_or_else(|e| panic!("{e}"));
     let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.client()).collect();
     let cpu = || crate::tree::process_cpu_ns(server.pid()).expect("the server's CPU clock");

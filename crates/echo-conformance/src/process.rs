@@ -377,6 +377,22 @@ pub(crate) struct Finished {
 
 /// Runs a command to completion with stdin null and both outputs captured;
 /// kills it and returns `Err` if it is still running after `limit`.
+/// Makes `cmd`'s process start with `RLIMIT_NOFILE` at `limit`, soft and
+/// hard (the contract raises soft to hard, so both must be set): how the
+/// suite runs a server out of descriptors.
+pub(crate) fn limit_nofile(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed; it makes one `setrlimit(2)`
+    // call (async-signal-safe) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(std::io::Error::from)
+        });
+    }
+}
+
 pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Finished, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
