@@ -163,6 +163,11 @@ struct RunArgs {
     /// Write hyperfine-schema JSON here
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Do not pin: server and load share every CPU (for a server that runs
+    /// several threads or processes, which one pinned CPU would serialise;
+    /// the figures then include the contention between the two)
+    #[arg(long)]
+    unpinned: bool,
     /// Flags passed to the model binary
     #[arg(last = true)]
     model_args: Vec<String>,
@@ -369,7 +374,11 @@ fn cmd_run(a: RunArgs) -> Result<bool, String> {
         &a.shape,
         stop_of(a.messages, a.duration, 50_000),
     );
-    let pinning = run::pin_self();
+    let pinning = if a.unpinned {
+        run::Pinning::Shared("asked for (--unpinned); server and load share every CPU".into())
+    } else {
+        run::pin_self()
+    };
     let (method, why) = run::choose_method(a.measure.into())?;
     println!("{name}: {}", pinning.describe());
     println!("{}", run::describe_method(method, why.as_deref()));
@@ -393,6 +402,7 @@ fn cmd_run(a: RunArgs) -> Result<bool, String> {
             Some(model) => params.insert("model".to_string(), model.clone()),
             None => params.insert("bin".to_string(), name.clone()),
         };
+        params.insert("pinning".to_string(), pinning.describe());
         let json = report::json_result(&report::command_line(), params, &reps)
             .ok_or("no result to write")?;
         report::write_json(&path, vec![json])?;
