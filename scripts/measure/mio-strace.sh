@@ -25,19 +25,24 @@
 # profile: the same run sampled by perf record (cpu-clock, 5 kHz, kernel
 #   and user call chains): the server's CPU time inside each of the
 #   event-loop calls, from the C library's wrapper down (the kernel's work,
-#   and its entry and exit, included), in microseconds per echo. Sampling slows the server down, so compare the models with each
-#   other, not with echo-bench run's CPU per echo.
+#   and its entry and exit, included), in microseconds per echo. Sampling
+#   slows the server down, so compare the models with each other, not with
+#   echo-bench run's CPU per echo.
 # The server (and strace, which runs only while the server is stopped in a
-# call, or perf, which only waits) is pinned to CPU 0 and the load to CPU 1, as echo-bench run does.
-# strace slows every call down, so more work piles up per epoll_wait than
-# without it: the counts of reads and writes per echo are the server's, the
-# count of epoll_wait per echo is only an upper bound for an untraced run.
+# call, or perf, which only waits) is pinned to CPU 0 and the load to
+# CPU 1, as echo-bench run does. strace slows every call down, so more work
+# piles up per epoll_wait than without it: its counts of writes per echo
+# are the server's, its count of epoll_wait per echo is a lower bound for
+# an untraced run, and its count of reads that fail depends on the race
+# between the client's next message and the server's read (perf mode
+# changes the timing least).
 #
-# Needs strace (perf for perf mode), taskset and release binaries: BIN_DIR (default
-# target/release) must hold echo-mio, echo-epoll and echo-bench.
+# Needs strace (perf for perf, events and profile), taskset and release
+# binaries: BIN_DIR (default target/release) must hold echo-mio, echo-epoll
+# and echo-bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: mio-strace.sh count|trace mio|epoll|epoll-et [CONNS] [MESSAGES] [REPEAT]"
+usage="usage: mio-strace.sh count|perf|events|profile|trace mio|epoll|epoll-et [CONNS] [MESSAGES] [REPEAT]"
 mode=${1:?$usage}
 model=${2:?$usage}
 conns=${3:-50}
