@@ -37,12 +37,14 @@
 //! Those of `echo-epoll`: many mostly idle connections are cheap, a
 //! wake-up costs O(ready), one thread uses one core and anything slow in
 //! the loop delays every client. Edge triggering spends one more `read`
-//! per burst (the one that answers `EAGAIN`, in the turn after the data,
-//! behind a `poll` that does not sleep) and saves the `epoll_ctl` calls
-//! that level-triggered back-pressure needs: interest here is set once per
-//! socket and never changed. Not taken: tokio's shortcut of taking a short
-//! read as proof that the socket is empty, which saves that `read` but
-//! rests on how epoll and kqueue report data, not on what mio promises.
+//! per burst (the one that answers `EAGAIN`, made from the `ready` list
+//! once the batch's other events are served, before the next `poll`; by
+//! then the client has often sent again, and the read brings that) and
+//! saves the `epoll_ctl` calls that level-triggered back-pressure needs:
+//! interest here is set once per socket and never changed. Not taken:
+//! tokio's shortcut of taking a short read as proof that the socket is
+//! empty, which saves that `read` but rests on how epoll and kqueue report
+//! data, not on what mio promises.
 
 #![warn(missing_docs)]
 
@@ -79,8 +81,9 @@ const MAX_EVENTS: usize = 256;
 /// `WouldBlock`" alone is unbounded: on loopback a client can refill its
 /// socket as fast as we empty it, and every other client would wait. A
 /// connection stopped by this bound goes on the `ready` list and gets its
-/// next turn after one `poll` that does not sleep, so the others' events
-/// come first: level triggering, kept by hand. One read of [`READ_CHUNK`]
+/// next turn once the other events of the same batch are served (stopped
+/// again, after a `poll` that does not sleep), so the others' events come
+/// first: level triggering, kept by hand. One read of [`READ_CHUNK`]
 /// is the share `echo-epoll` gives. Larger turns cost the others latency
 /// and buy nothing measurable: with 16 (1 MiB, about what the output cap
 /// alone would allow), a short request beside two clients streaming at
