@@ -209,7 +209,6 @@ impl Clients {
             config.log(format_args!("{peer}: cannot register: {e}"));
             return;
         }
-        config.log(format_args!("{peer}: connected"));
         self.conns.insert(
             fd,
             Conn {
