@@ -5,7 +5,7 @@ beside N idle connections, with the busy client's entry placed first or last
 in the server's pollfd array.
 
     python3 scripts/measure/poll-cost-per-call.py [--model poll] [--idle 0,1000,10000]
-        [--placement last|first] [--echoes 20000] [--repeat 3]
+        [--placement last|first] [--echoes 20000] [--repeat 3] [--perf FILE]
 
 For each N and repetition: start target/release/echo-<model> on port 0 with
 --max-conns 20000, pinned to CPU 0 (this script pins itself to CPU 1), open
@@ -84,7 +84,7 @@ def echo_once(sock):
         sys.exit("wrong echo")
 
 
-def one_run(model, idle, placement, echoes):
+def one_run(model, idle, placement, echoes, perf=None):
     binary = os.path.join(BIN_DIR, f"echo-{model}")
     server = subprocess.Popen(
         [binary, "--addr", "127.0.0.1:0", "--max-conns", "20000"],
@@ -124,12 +124,25 @@ def one_run(model, idle, placement, echoes):
         for _ in range(100):
             echo_once(busy)
 
+        recorder = None
+        if perf:
+            # Sampled call stacks of the server during the echoes only, user
+            # and kernel; its figures below are then not clean CPU times.
+            recorder = subprocess.Popen(
+                ["perf", "record", "-q", "-g", "-o", perf, "-p", str(server.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
         before = server_cpu(server.pid)
         t0 = time.monotonic()
         for _ in range(echoes):
             echo_once(busy)
         wall = time.monotonic() - t0
         after = server_cpu(server.pid)
+        if recorder:
+            recorder.send_signal(2)
+            recorder.wait(timeout=60)
 
         busy.close()
         for s in idle_socks:
@@ -156,10 +169,18 @@ def main():
     p.add_argument("--placement", choices=("last", "first"), default="last")
     p.add_argument("--echoes", type=int, default=20000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--perf", metavar="FILE",
+                   help="one run at the last --idle value under `perf record -g`, into FILE")
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {1})
+
+    if a.perf:
+        idle = int(a.idle.split(",")[-1])
+        one_run(a.model, idle, a.placement, a.echoes, perf=a.perf)
+        print(f"perf data in {a.perf}: perf report -i {a.perf} --no-children --sort sym")
+        return
 
     print(f"echo-{a.model}, busy client {a.placement}, {a.echoes} echoes of 64 B one at a time, "
           f"{a.repeat} repetitions; server on CPU 0, client on CPU 1")

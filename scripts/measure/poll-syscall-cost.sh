@@ -4,14 +4,15 @@
 # connection (`echo-bench load --conns 1 --idle IDLE`), with the idle ones
 # opened before the clock and closed after it.
 #
-#   bash scripts/measure/poll-syscall-cost.sh [IDLE] [summary|calls]
+#   bash scripts/measure/poll-syscall-cost.sh [IDLE] [summary|calls] [MESSAGES]
 #
 # summary (the default): strace's -c table over the whole run, whose
 #   seconds are system CPU time (strace's default; -w would give wall time,
 #   which for poll(2) is mostly sleep).
 # calls: every poll(2) call with its duration (-T, wall time) into a file,
-#   then a few of the calls made during the echoes, arrays abridged by
-#   strace, and how many entries each call was handed.
+#   then how many entries each call was handed, and three calls from the
+#   middle of the run with their arrays cut short (head and tail of each
+#   line: strace prints every entry).
 #
 # Tracing stops the server twice per system call, so the per-call figures
 # are inflated alike for every call; compare them with each other, not with
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/../.."
 bin=${ECHO_BIN_DIR:-target/release}
 idle=${1:-0}
 mode=${2:-summary}
+messages=${3:-20000}
 case "$mode" in summary|calls) ;; *) echo "mode: summary or calls, not '$mode'" >&2; exit 2 ;; esac
 ulimit -n 20000
 out=$(mktemp)
@@ -44,7 +46,7 @@ done
 addr=$(sed -n 's/^listening on //p' "$ready")
 [ -n "$addr" ] || { echo "no readiness line" >&2; kill "$tracer"; exit 1; }
 
-timeout 300 "$bin/echo-bench" load --addr "$addr" --conns 1 --idle "$idle" --size 64 --messages 20000 >&2
+timeout 300 "$bin/echo-bench" load --addr "$addr" --conns 1 --idle "$idle" --size 64 --messages "$messages" >&2
 # SIGTERM to the server (strace's child), not to strace: the server drains
 # and exits 0, and strace then writes its table.
 server=$(pgrep -P "$tracer" -x echo-poll | head -n 1)
@@ -60,5 +62,6 @@ else
   sed -n 's/.*poll(\[.*\], \([0-9]*\), -1).*/\1/p' "$out" | sort -n | uniq -c | sort -rn | head -5
   echo "three calls from the middle of the run:"
   total=$(grep -c 'poll(' "$out")
-  grep 'poll(' "$out" | sed -n "$((total / 2)),$((total / 2 + 2))p"
+  grep 'poll(' "$out" | sed -n "$((total / 2)),$((total / 2 + 2))p" |
+    sed -E 's/^(.{90}).*(.{130})$/\1 ... \2/'
 fi
