@@ -20,8 +20,10 @@ server-side descriptor that holds it (/proc/<pid>/fd gives the socket
 inode, /proc/net/tcp the inode's ports), so the first refused client is
 placed next to the highest descriptor served. It quotes the server's
 first refusal line (echo-select logs one per refusal with --verbose) and
-its open-files limit, to show which of the two stopped it. Then the crowd
-leaves and a fresh client must be served within 10 s.
+its open-files limit, to show which of the two stopped it
+(--server-nofile N lowers that limit below 1,024 to see the other one
+come first). Then the crowd leaves and a fresh client must be served
+within 10 s.
 
 Last, from this process's side: it now holds more than 1,024 sockets
 itself, so a new socket pair gets descriptors past FD_SETSIZE. Python's
@@ -51,6 +53,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 DEFAULT_BIN = os.path.join(ROOT, "target", "release", "echo-select")
 FD_SETSIZE = 1024
 REFUSAL = re.compile(r"^(\S+): refused, descriptor (\d+) ")
+SHED = re.compile(r"refused, out of descriptors")
 
 
 def server_command(path):
@@ -143,6 +146,9 @@ def main():
     p.add_argument("--bin", default=DEFAULT_BIN, help="server binary or .py twin")
     p.add_argument("--clients", type=int, default=1100)
     p.add_argument("--deadline", type=float, default=20.0, help="seconds for all round trips")
+    p.add_argument("--server-nofile", type=int, metavar="N",
+                   help="start the server with RLIMIT_NOFILE lowered to N (soft and hard), "
+                        "to see which of the two limits comes first")
     args = p.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -150,8 +156,12 @@ def main():
         raise SystemExit(f"open-files hard limit {hard} too low: raise it (ulimit -n 20000)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+    def lower_nofile():
+        if args.server_nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (args.server_nofile, args.server_nofile))
+
     server = subprocess.Popen(server_command(args.bin), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=lower_nofile)
     log = []
     reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)
     reader.start()
@@ -184,6 +194,12 @@ def main():
         deadline = time.monotonic() + args.deadline
         fates = [fate(c, f"client {i}\n".encode(), deadline) for i, c in enumerate(crowd)]
         took = time.monotonic() - start
+        # A server that crashed has closed every socket before the kernel
+        # reports its exit: wait for that, bounded, before calling it alive.
+        try:
+            server.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
         alive = server.poll() is None
 
         # Which server descriptor holds which client, while they are open.
@@ -228,9 +244,14 @@ def main():
             peer_port = int(REFUSAL.match(refusals[0]).group(1).rsplit(":", 1)[1])
             if peer_port in index_of_port:
                 print(f"  ... which is client {index_of_port[peer_port]}")
+        shed = [l.rstrip("\n") for l in list(log) if SHED.search(l)]
+        if shed:
+            print(f"server's out-of-descriptors lines (EMFILE, shed with the spare): {len(shed)}")
+            print(f"first: {shed[0]}")
         if not alive:
             status = server.wait(timeout=10)
-            tail = [l.rstrip("\n") for l in log if "panicked" in l or "fd must" in l or "rror" in l]
+            tail = [l.rstrip("\n") for l in log
+                    if "panicked" in l or "fd must" in l or l.startswith("error")]
             print(f"the server died: exit status {status}")
             for l in tail[:3]:
                 print(f"  stderr: {l}")

@@ -41,5 +41,26 @@ sleep 1 # a head start for the idle connections to be accepted
 perf record -q -e cpu-clock -F 1999 -p "$server" -o "$data" -- sleep $((secs - 2)) 2>/dev/null
 wait "$load"
 echo "# $(date -u '+%F %T') UTC, $bin, 1 busy + $idle idle connections, perf cpu-clock over $((secs - 2)) s"
-perf report -i "$data" --stdio --no-children --sort sym 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -n 25
+report=$(perf report -i "$data" --stdio --no-children --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$')
+echo "$report" | head -n 25
+# Grouped: what select does for each watched socket (its poll method, the
+# file lookup, hooking and unhooking a wait-queue entry); the spin locks
+# with interrupts off, which both those hooks and the wake-ups take (a
+# sample that falls while interrupts are off lands on the unlock, so this
+# group cannot be split by caller); and the loop's own passes over its
+# table (filling the sets, reading them back, the scan).
+echo "$report" | awk '
+  { pct = $1 + 0 }
+  $2 == "[k]" { kernel += pct }
+  $2 == "[.]" { user += pct }
+  $3 ~ /^(sock_poll|tcp_poll|__pollwait|fdget|fput|tcp_stream_memory_free|do_select|core_sys_select|add_wait_queue|remove_wait_queue|poll_freewait|__list_del_entry_valid_or_report)$/ { per_socket += pct }
+  $3 ~ /^_raw_spin_(lock_irqsave|unlock_irqrestore)$/ { locks += pct }
+  $3 ~ /^finish_task_switch/ { switch += pct }
+  $3 ~ /(echo_select::|nix::sys::select::FdSet|AsFd>::as_fd|retain_mut|extend_trusted)/ { scan += pct }
+  END {
+    printf "kernel %.1f%%, user %.1f%%\n", kernel, user
+    printf "  select, per watched socket (poll methods, fd lookups, wait-queue hooks): %.1f%%\n", per_socket
+    printf "  spin locks taken with interrupts off (wait queues, wake-ups): %.1f%%\n", locks
+    printf "  context switches (finish_task_switch): %.1f%%\n", switch
+    printf "  the loop filling, reading and scanning its sets (echo_select, FdSet, as_fd, Vec): %.1f%%\n", scan
+  }'
