@@ -2,15 +2,11 @@
 //! conformance suite and fault suite, the command line (`--flavor` and
 //! `--workers` included), `--max-conns`, shutdown, back-pressure at
 //! `OUTPUT_CAP` (tokio's readiness cache must bring a task stopped at the
-//! cap back to the bytes already waiting), `EMFILE` without a spin, a
-//! client streaming without pause beside others, and the threads each
-//! flavour runs on.
+//! cap back to the bytes already waiting), `EMFILE` without a spin, and
+//! the threads each flavour runs on.
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
 
 use echo_conformance::ServerProcess;
 use echo_tokio::OUTPUT_CAP;
@@ -114,62 +110,6 @@ fn stops_reading_a_client_that_does_not_read() {
 fn survives_running_out_of_descriptors() {
     for args in FLAVOURS {
         echo_conformance::limits::assert_sheds_when_out_of_descriptors(bin(), args);
-    }
-}
-
-/// One client streams without pause while another makes 50 round trips
-/// on the same runtime: each must come back, and so must every byte of the
-/// stream. The busy task is ready nearly all the time; it gives way when
-/// its output reaches the cap (it then waits for writability) and, should
-/// its socket never be found empty, when tokio's cooperative budget runs
-/// out. This test does not isolate the budget: on loopback the busy
-/// socket runs dry often enough that a task exempt from it
-/// (`tokio::task::unconstrained`) passes too. It does catch a task that
-/// loses track of its socket's readiness. The bound is on each round trip
-/// (the suite's 5 s read timeout), not on speed.
-#[test]
-fn busy_client_does_not_starve_others() {
-    for args in FLAVOURS {
-        let server = ServerProcess::spawn(bin(), args).expect("spawn");
-        let (stop, stopped) = mpsc::channel::<()>();
-        let mut busy = server.client();
-        let mut busy_writer = busy.try_clone().unwrap();
-        let writer = thread::spawn(move || {
-            let chunk = vec![b'b'; 256 * 1024];
-            let mut sent = 0u64;
-            while stopped.try_recv().is_err() {
-                busy_writer.write_all(&chunk).expect("busy write");
-                sent += chunk.len() as u64;
-            }
-            busy_writer.shutdown(Shutdown::Write).unwrap();
-            sent
-        });
-        let reader = thread::spawn(move || {
-            let mut got = 0u64;
-            let mut buf = vec![0; 256 * 1024];
-            loop {
-                match busy.read(&mut buf).expect("busy read") {
-                    0 => return got,
-                    n => got += n as u64,
-                }
-            }
-        });
-        let mut probe = server.client();
-        for i in 0..50 {
-            let msg = format!("round trip {i}");
-            probe.write_all(msg.as_bytes()).unwrap();
-            let mut back = vec![0; msg.len()];
-            probe
-                .read_exact(&mut back)
-                .unwrap_or_else(|e| panic!("{args:?}: round trip {i} beside a busy client: {e}"));
-            assert_eq!(back, msg.as_bytes(), "{args:?}");
-        }
-        stop.send(()).unwrap();
-        let sent = writer.join().unwrap();
-        let got = reader.join().unwrap();
-        assert_eq!(got, sent, "{args:?}: the busy client's bytes back");
-        drop(probe);
-        terminate(server);
     }
 }
 
