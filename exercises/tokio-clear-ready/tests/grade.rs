@@ -2,8 +2,9 @@
 //! Grading of `tokio-clear-ready`: a client that sends megabytes before it
 //! reads is stopped at the output cap and must then get every byte back,
 //! which needs the task to remember that its socket still holds bytes;
-//! then the whole conformance suite, whose idle and slow-reader cases also
-//! catch the opposite mistake (never clearing, so `ready()` spins).
+//! then the whole conformance suite, which also catches the opposite
+//! mistake (never clearing, so `ready()` answers at once and every task
+//! spins): `beyond-fd-setsize` sees the CPU, the crowd cases late echoes.
 //!
 //! Only built with `--features grade`, so a plain `cargo test --workspace`
 //! does not grade the unsolved starter.
