@@ -22,7 +22,7 @@
 //!
 //! The loop itself (`echo-epoll`'s `epoll_wait` and its dispatch on the
 //! descriptor) is tokio's, and so is the table of connections: each
-//! connection is a task, its state the local variables of [`echo`] kept
+//! connection is a task, its state the local variables of `echo` kept
 //! across `.await`. A task that waits is parked on its socket's readiness
 //! and woken by the reactor; what the readiness models keep by hand (an
 //! `unread` flag, a ready list) is tokio's readiness cache, cleared only
@@ -47,14 +47,15 @@
 //! 8 KiB for `copy`), but the buffer belongs to the task and lives as long
 //! as the connection, idle or not: at 10,000 connections, 80 MiB for
 //! `copy`'s, 640 MiB for a 64 KiB one. Here the 64 KiB read buffer is one
-//! per thread ([`SCRATCH`]): a read and the copy into `Echo` never cross
+//! per thread (`SCRATCH`): a read and the copy into `Echo` never cross
 //! an `.await`, so no task needs its own, and an idle connection costs its
 //! task and an empty `Echo`.
 //!
 //! # Trade-offs
 //!
-//! Code that reads as if blocking, and one task per connection that costs
-//! a few hundred bytes instead of a thread's stack. In exchange, anything
+//! Code that reads as if blocking, and a task per connection (one heap
+//! allocation holding the state of `echo`) instead of a thread and its
+//! stack. In exchange, anything
 //! slow between two `.await`s stalls every task of that thread (all of them
 //! in the current-thread flavour), and a task that never awaits is never
 //! preempted. The current-thread flavour uses one core and takes no locks
