@@ -325,8 +325,9 @@ impl Signals {
         // Rounded up: poll counts whole milliseconds, and waking early
         // would only find the pause not yet over.
         let timeout = match timeout {
-            Some(d) => PollTimeout::try_from(d + Duration::from_millis(1))
-                .unwrap_or(PollTimeout::MAX),
+            Some(d) => {
+                PollTimeout::try_from(d + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+            }
             None => PollTimeout::NONE,
         };
         match poll(&mut fds, timeout) {
@@ -430,13 +431,7 @@ impl Clients {
         }
     }
 
-    fn admit(
-        &mut self,
-        signals: &Signals,
-        stream: TcpStream,
-        peer: SocketAddr,
-        config: &Config,
-    ) {
+    fn admit(&mut self, signals: &Signals, stream: TcpStream, peer: SocketAddr, config: &Config) {
         let Some(stream) = nonblocking::admit(stream, peer, self.conns.len(), config) else {
             return;
         };

@@ -107,10 +107,9 @@ fn conforms_when_every_signal_overflows() {
     cmd.args(["--addr", "127.0.0.1:0"]);
     limit_sigpending(&mut cmd, 0);
     let server = ServerProcess::spawn_command(cmd).expect("spawn");
-    let report = echo_conformance::run_suite(&server.target(), &[], None, &mut |o| {
-        eprintln!("{o}")
-    })
-    .expect("the suite runs");
+    let report =
+        echo_conformance::run_suite(&server.target(), &[], None, &mut |o| eprintln!("{o}"))
+            .expect("the suite runs");
     let status = server.terminate().expect("terminate");
     assert!(report.ok(), "RLIMIT_SIGPENDING 0:\n{report}");
     assert!(status.success(), "exit status {status}");
@@ -209,8 +208,8 @@ fn serves_every_client_when_the_signal_queue_overflows() {
     let server = Logged::spawn(8);
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
         .map(|i| {
-            let mut c = TcpStream::connect_timeout(&server.addr, Duration::from_secs(5))
-                .expect("connect");
+            let mut c =
+                TcpStream::connect_timeout(&server.addr, Duration::from_secs(5)).expect("connect");
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             c.set_nodelay(true).unwrap();
             let msg = format!("hello from {i}\n");
