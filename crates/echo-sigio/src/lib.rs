@@ -542,6 +542,9 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
                 "shutdown requested: no longer accepting, {} connections open",
                 clients.conns.len()
             ));
+            // With none open, the loop is over: going on would sleep for
+            // a signal that no socket is left to send.
+            continue;
         }
         let n = signals.read(&mut infos)?;
         if n == 0 && clients.ready.is_empty() && !backlog.due() {
