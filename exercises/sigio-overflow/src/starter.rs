@@ -94,10 +94,10 @@ fn io_signal_set() -> libc::sigset_t {
 
 /// Blocks `SIGIO` and `SIGRTMIN` (the signal the sockets are armed with)
 /// in the calling thread and in every thread it starts afterwards. Call it
-/// before any thread exists: a thread that does not block them would receive any that is sent to the process,
-/// and their default action ends it. (This loop directs its signals to its
-/// own thread, so a thread started earlier is safe in practice; the mask
-/// says so for every thread.)
+/// before any thread exists: a thread that does not block them would
+/// receive any that is sent to the process, and their default action ends
+/// it. (This loop directs its signals to its own thread, so a thread
+/// started earlier is safe in practice; the mask says so for every thread.)
 pub fn block_io_signals() -> io::Result<()> {
     let set = io_signal_set();
     // SAFETY: `set` is initialised; the old mask is not asked for.
