@@ -54,7 +54,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use echo_protocol::nonblocking::{self, Accepted, Echo, Read, Spare, accept_one};
+use echo_protocol::nonblocking::{self, Accepted, Echo, Spare, accept_one};
 use echo_protocol::{ACCEPT_BACKOFF, Config, Model, NoFlags};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -144,19 +144,8 @@ impl Conn {
     /// then writes back what it can. Called for an event, and again from
     /// the `ready` list for a connection that stopped reading early.
     fn drive(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
-        let mut reads = 0;
-        while self.unread && self.echo.wants_read() && reads < READS_PER_WAKE {
-            reads += 1;
-            match self.echo.read_from(&mut self.stream, scratch)? {
-                Read::Data(_) => {}
-                Read::Eof | Read::WouldBlock => self.unread = false,
-            }
-        }
-        // Whether woken as writable or just after reading: try now, most
-        // of the time the whole echo fits in the socket buffer at once.
-        if self.echo.wants_write() {
-            self.echo.flush_to(&mut self.stream)?;
-        }
+        self.echo
+            .edge_turn(&mut self.stream, &mut self.unread, READS_PER_WAKE, scratch)?;
         if self.echo.done() {
             self.stream.shutdown(Shutdown::Write)?;
             return Ok(true);

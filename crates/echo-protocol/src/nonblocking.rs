@@ -153,6 +153,39 @@ impl Echo {
         }
         Ok(wrote)
     }
+
+    /// One turn for a socket whose readiness comes as edges (mio's
+    /// contract, real-time signals): nothing will announce again bytes
+    /// that were announced once, so the caller keeps the level itself in
+    /// `unread`, "the socket may still hold bytes or an EOF". An edge sets
+    /// it; only `EAGAIN` or EOF, seen here, clears it, since only they
+    /// prove there is nothing left to miss. Reads while `unread`, with
+    /// room under the cap, at most `max_reads` times (the fairness bound),
+    /// then writes back what it can: whether the turn came from a writable
+    /// edge or from the reads, most of the time the whole echo fits in the
+    /// socket buffer at once. The caller shuts down its side when
+    /// [`Echo::done`], and must come back by itself while
+    /// `*unread && self.wants_read()`: no edge will come for those bytes.
+    pub fn edge_turn(
+        &mut self,
+        stream: &mut (impl io::Read + io::Write),
+        unread: &mut bool,
+        max_reads: usize,
+        scratch: &mut [u8],
+    ) -> io::Result<()> {
+        let mut reads = 0;
+        while *unread && self.wants_read() && reads < max_reads {
+            reads += 1;
+            match self.read_from(stream, scratch)? {
+                Read::Data(_) => {}
+                Read::Eof | Read::WouldBlock => *unread = false,
+            }
+        }
+        if self.wants_write() {
+            self.flush_to(stream)?;
+        }
+        Ok(())
+    }
 }
 
 /// A client [`accept_one`] brought, admitted or refused: refused (closed

@@ -74,7 +74,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use echo_protocol::nonblocking::{self, Accepted, Echo, Read, Spare, accept_one};
+use echo_protocol::nonblocking::{self, Accepted, Echo, Spare, accept_one};
 use echo_protocol::{ACCEPT_BACKOFF, Config, Model, NoFlags};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -360,21 +360,10 @@ impl Conn {
     /// signal's band, which may be about an earlier socket with the same
     /// descriptor.
     fn drive(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
-        let mut reads = 0;
-        while self.unread && self.echo.wants_read() && reads < READS_PER_TURN {
-            reads += 1;
-            match self.echo.read_from(&mut self.stream, scratch)? {
-                Read::Data(_) => {}
-                Read::Eof | Read::WouldBlock => self.unread = false,
-            }
-        }
-        // Whether told of room to write or just after reading: try now,
-        // most of the time the whole echo fits in the socket buffer. A
-        // write that stops at EAGAIN is what makes the kernel send
+        // A write that stops at EAGAIN is what makes the kernel send
         // `POLL_OUT` when room comes back.
-        if self.echo.wants_write() {
-            self.echo.flush_to(&mut self.stream)?;
-        }
+        self.echo
+            .edge_turn(&mut self.stream, &mut self.unread, READS_PER_TURN, scratch)?;
         if self.echo.done() {
             self.stream.shutdown(Shutdown::Write)?;
             return Ok(true);
