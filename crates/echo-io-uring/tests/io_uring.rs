@@ -15,8 +15,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use echo_conformance::ServerProcess;
-use echo_io_uring::BUFFER_SIZE;
+use echo_conformance::{FaultTarget, ServerProcess, run_faults};
+use echo_io_uring::{BUFFER_SIZE, QUEUE_CAP};
+
+/// The two modes every general test runs in: multishot accept and recv
+/// with provided buffers (the default here: the kernel has them), and one
+/// SQE per operation with a buffer per connection.
+const MODES: [&[&str]; 2] = [&[], &["--single-shot"]];
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-io-uring"))
@@ -28,8 +33,28 @@ fn conforms() {
 }
 
 #[test]
+fn conforms_single_shot() {
+    echo_conformance::assert_conforms(bin(), &["--single-shot"]);
+}
+
+fn assert_faults(args: &[&str]) {
+    let target = FaultTarget::Binary {
+        bin: bin().to_path_buf(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    let report =
+        run_faults(&target, &[], None, &mut |o| eprintln!("{o}")).expect("the fault suite runs");
+    assert!(report.ok(), "{args:?}: faults:\n{report}");
+}
+
+#[test]
 fn survives_the_faults() {
-    echo_conformance::assert_survives_faults(bin(), &[]);
+    assert_faults(&[]);
+}
+
+#[test]
+fn survives_the_faults_single_shot() {
+    assert_faults(&["--single-shot"]);
 }
 
 #[test]
@@ -41,11 +66,19 @@ fn declares_no_limits() {
 #[test]
 fn rejects_bad_input() {
     echo_conformance::cli::assert_rejects_bad_input(bin());
+    let out = Command::new(bin())
+        .args(["--single-shot", "yes"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
 }
 
 #[test]
 fn enforces_max_conns() {
-    echo_conformance::limits::assert_max_conns_enforced(bin(), &[]);
+    for args in MODES {
+        echo_conformance::limits::assert_max_conns_enforced(bin(), args);
+    }
 }
 
 /// Also the cancellation: the accept submitted before SIGTERM keeps the
@@ -53,18 +86,22 @@ fn enforces_max_conns() {
 /// descriptor would still accept (and serve) the next client.
 #[test]
 fn shuts_down_gracefully() {
-    echo_conformance::limits::assert_graceful_shutdown(bin(), &[]);
+    for args in MODES {
+        echo_conformance::limits::assert_graceful_shutdown(bin(), args);
+    }
 }
 
-/// A client that sends without reading is stopped after one buffer (plus
-/// what the kernel's socket buffers hold): the connection receives again
-/// only once its last receive was sent in full. Once the client reads,
+/// A client that sends without reading is stopped after `QUEUE_CAP`
+/// buffers (its multishot recv cancelled), or one with `--single-shot`
+/// (the connection receives again only once its last receive was sent in
+/// full), plus what the kernel's socket buffers hold. Once the client reads,
 /// every byte comes back in order, which takes partial sends resubmitted
 /// from where they stopped (the send of a full buffer into a nearly full
 /// socket returns short).
 #[test]
 fn stops_reading_a_client_that_does_not_read() {
-    echo_conformance::limits::assert_back_pressure(bin(), &[], BUFFER_SIZE);
+    echo_conformance::limits::assert_back_pressure(bin(), &[], QUEUE_CAP * BUFFER_SIZE);
+    echo_conformance::limits::assert_back_pressure(bin(), &["--single-shot"], BUFFER_SIZE);
 }
 
 /// With only 64 descriptors, 100 clients exhaust them. An accept through
@@ -74,7 +111,9 @@ fn stops_reading_a_client_that_does_not_read() {
 /// server went back from readiness to the ring's accept).
 #[test]
 fn survives_running_out_of_descriptors() {
-    echo_conformance::limits::assert_sheds_when_out_of_descriptors(bin(), &[]);
+    for args in MODES {
+        echo_conformance::limits::assert_sheds_when_out_of_descriptors(bin(), args);
+    }
 }
 
 /// The byte at stream offset `i` of client `c`: every client's stream
@@ -90,7 +129,13 @@ fn pattern(c: usize, i: usize) -> u8 {
 /// partial sends are in flight at once, each on its own buffer.
 #[test]
 fn echoes_every_byte_of_concurrent_streams() {
-    let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
+    for args in MODES {
+        concurrent_streams(args);
+    }
+}
+
+fn concurrent_streams(args: &[&str]) {
+    let server = ServerProcess::spawn(bin(), args).expect("spawn");
     let shapes = [
         (4 * 1024 * 1024, 1024 * 1024),
         (4 * 1024 * 1024, 100_000),
@@ -139,7 +184,13 @@ fn echoes_every_byte_of_concurrent_streams() {
 /// sent while the last are still arriving.
 #[test]
 fn echoes_pipelined_messages() {
-    let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
+    for args in MODES {
+        pipelined_messages(args);
+    }
+}
+
+fn pipelined_messages(args: &[&str]) {
+    let server = ServerProcess::spawn(bin(), args).expect("spawn");
     let mut c = server.client();
     let mut sent = Vec::new();
     for i in 0..1000usize {
