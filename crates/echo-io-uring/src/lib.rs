@@ -113,8 +113,14 @@ pub struct Flags {
 /// `--single-shot` every open connection holds one, idle or not.
 pub const BUFFER_SIZE: usize = 16 * 1024;
 
-/// Most received buffers one connection may hold unsent before its
-/// multishot recv is cancelled: 64 KiB.
+/// Received buffers one connection may hold unsent before its multishot
+/// recv is cancelled: 64 KiB. Not a hard bound: a multishot recv that
+/// finds data waiting takes buffer after buffer in one go (the kernel
+/// retries up to 32 times per wake-up), and the cancel takes effect only
+/// at the next `io_uring_enter`, so a client that sends without reading
+/// can pin some 36 buffers (under 600 KiB; the readiness models allow
+/// 1 MiB). A single-shot recv per buffer would be exact, at the price of
+/// a submission per receive.
 pub const QUEUE_CAP: usize = 4;
 
 /// Submission queue entries: the most operations queued between two
@@ -728,7 +734,12 @@ impl Server<'_> {
             // The pool ran dry: add a slab, or wait for buffers to come back.
             e if -e == libc::ENOBUFS => {
                 let pool = self.pool.as_mut().expect("ENOBUFS without a pool");
-                if !pool.grow() {
+                if pool.grow() {
+                    self.config.log(format_args!(
+                        "buffer pool empty: grown to {} buffers",
+                        pool.len()
+                    ));
+                } else {
                     conn.recv = Recv::Starved;
                     self.starved.push(slot);
                 }

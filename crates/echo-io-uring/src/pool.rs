@@ -104,6 +104,11 @@ impl Pool {
         true
     }
 
+    /// Buffers in the pool, in the ring or not.
+    pub(crate) fn len(&self) -> usize {
+        self.slabs.len() * SLAB
+    }
+
     /// Buffers in the ring.
     pub(crate) fn free(&self) -> usize {
         self.free

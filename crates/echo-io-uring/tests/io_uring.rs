@@ -6,8 +6,9 @@
 //! every byte of long and pipelined streams, and the one-line failure
 //! where io_uring is forbidden.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -207,6 +208,88 @@ fn pipelined_messages(args: &[&str]) {
     c.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "bytes after the echo: {}", rest.len());
     drop(c);
+    let status = server.terminate().expect("terminate");
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Clients stalled at once hold more buffers than the first slab of
+/// provided buffers (64): each keeps `QUEUE_CAP` buffers unsent while it
+/// does not read, plus what its multishot recv took before the cancel
+/// took effect. The kernel finds the pool empty (`ENOBUFS`), the pool must
+/// grow (else the recv of every other client starves), and a fresh client
+/// is still served meanwhile. Once the stalled clients read, each gets
+/// every byte back, in order.
+#[test]
+fn stalled_clients_grow_the_buffer_pool() {
+    const CLIENTS: usize = 8;
+    const CHUNK: usize = 16 * 1024;
+    let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
+    let stalling: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let hog = server.client();
+            // Small client-side socket buffers, so that less of what the
+            // client sends hides in the kernel rather than in the pool. Not
+            // under two segments for receiving: loopback's MSS is 64 KiB,
+            // and with less the client withholds window updates (silly
+            // window avoidance) and the echo crawls in seconds-long steps.
+            for (opt, size) in [(libc::SO_RCVBUF, 256 * 1024), (libc::SO_SNDBUF, 16 * 1024)] {
+                let size: libc::c_int = size;
+                // SAFETY: a valid socket, and a pointer to a c_int of the
+                // length given.
+                let r = unsafe {
+                    libc::setsockopt(
+                        hog.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&size as *const libc::c_int).cast(),
+                        size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(r, 0, "setsockopt");
+            }
+            thread::spawn(move || {
+                let mut hog = hog;
+                // A write that makes no progress for this long: the
+                // server has stopped reading us.
+                hog.set_write_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut sent = 0;
+                loop {
+                    let chunk: Vec<u8> = (sent..sent + CHUNK).map(|i| pattern(c, i)).collect();
+                    match hog.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            return (hog, sent);
+                        }
+                        Err(e) => panic!("client {c}: write after {sent} bytes: {e}"),
+                    }
+                    assert!(sent < 64 * 1024 * 1024, "client {c}: never stalled");
+                }
+            })
+        })
+        .collect();
+    let hogs: Vec<_> = stalling.into_iter().map(|t| t.join().unwrap()).collect();
+
+    let mut fresh = server.client();
+    fresh.write_all(b"not starved").unwrap();
+    let mut back = [0u8; 11];
+    fresh
+        .read_exact(&mut back)
+        .expect("a fresh client beside the stalled ones");
+    assert_eq!(&back, b"not starved");
+
+    for (c, (mut hog, sent)) in hogs.into_iter().enumerate() {
+        hog.shutdown(Shutdown::Write).unwrap();
+        let mut echoed = Vec::with_capacity(sent);
+        hog.read_to_end(&mut echoed)
+            .unwrap_or_else(|e| panic!("client {c}: reading the echo back: {e}"));
+        assert_eq!(echoed.len(), sent, "client {c}: bytes back");
+        if let Some(i) = (0..sent).find(|&i| echoed[i] != pattern(c, i)) {
+            panic!("client {c}: byte {i} differs");
+        }
+    }
     let status = server.terminate().expect("terminate");
     assert!(status.success(), "exit status {status}");
 }
