@@ -719,17 +719,19 @@ impl Server<'_> {
         if !cqueue::more(flags) {
             conn.recv = Recv::Idle;
         }
-        match result {
-            n if n > 0 => {
-                let bid = cqueue::buffer_select(flags);
-                if let (Some(_), Some(pool)) = (bid, &mut self.pool) {
-                    pool.taken();
-                }
-                conn.unsent.push_back(Chunk {
-                    bid,
-                    len: n as usize,
-                });
+        // Whatever the result, a buffer named in the flags is ours now.
+        let bid = cqueue::buffer_select(flags);
+        if let (Some(bid), Some(pool)) = (bid, &mut self.pool) {
+            pool.taken();
+            if result <= 0 {
+                pool.give_back(bid);
             }
+        }
+        match result {
+            n if n > 0 => conn.unsent.push_back(Chunk {
+                bid,
+                len: n as usize,
+            }),
             0 => conn.eof = true,
             // The pool ran dry: add a slab, or wait for buffers to come back.
             e if -e == libc::ENOBUFS => {
