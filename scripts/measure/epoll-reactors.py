@@ -21,10 +21,12 @@ subcommands:
           SO_REUSEPORT listener (--mode reuseport). Three phases:
             idle  --seq short clients one after another, every reactor idle;
             held  --held clients connect at once and stay;
-            busy  one client keeps reactor work going (each of its messages
-                  costs the reactor --work-ms of CPU, as a slow request
-                  would), then --seq short clients one after another, each
-                  waiting at most 2 s for its echo.
+            busy  one client makes its reactor busy (while it is connected,
+                  the reactor spends --work-ms of CPU after every batch of
+                  events and never sleeps in epoll_wait, as a reactor whose
+                  clients always have work for it would), then --seq short
+                  clients one after another, each waiting at most 2 s for
+                  its echo.
           Each reactor counts its accepts in shared memory; the parent reads
           the counts before and after each client to know who took it.
 
@@ -49,7 +51,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -186,15 +187,18 @@ def cpu(a):
 # ---------------------------------------------------------------- the model
 
 def model_reactor(slot, listener, mode, counters, work_ms):
-    """One reactor: an epoll loop over its listener and its clients. A
-    message starting with b"W" costs work_ms of CPU before its echo."""
+    """One reactor: an epoll loop over its listener and its clients. While
+    a client that sent b"B" is connected, the reactor is busy: it spends
+    work_ms of CPU after every batch of events and waits with no timeout,
+    as a reactor whose clients always have work for it would."""
     ep = select.epoll()
     lfd = listener.fileno()
     flags = select.EPOLLIN | (select.EPOLLEXCLUSIVE if mode == "exclusive" else 0)
     ep.register(lfd, flags)
     conns = {}
+    busy_fd = None
     while True:
-        for fd, _ in ep.poll():
+        for fd, _ in ep.poll(0 if busy_fd is not None else -1):
             if fd == lfd:
                 for _ in range(64):
                     try:
@@ -218,15 +222,19 @@ def model_reactor(slot, listener, mode, counters, work_ms):
                 ep.unregister(fd)
                 c.close()
                 del conns[fd]
+                if fd == busy_fd:
+                    busy_fd = None
                 continue
-            if data[:1] == b"W":
-                end = time.thread_time() + work_ms / 1000
-                while time.thread_time() < end:
-                    pass
+            if data[:1] == b"B":
+                busy_fd = fd
             # Small messages: the send buffer always has room.
             c.setblocking(True)
             c.sendall(data)
             c.setblocking(False)
+        if busy_fd is not None:
+            end = time.thread_time() + work_ms / 1000
+            while time.thread_time() < end:
+                pass
 
 
 def accepts(counters, n):
@@ -308,18 +316,10 @@ def model(a):
         before = accepts(counters, n)
         busy = socket.create_connection(addr, timeout=5)
         busy.settimeout(5)
+        busy.sendall(b"B")
+        if busy.recv(1) != b"B":
+            raise RuntimeError("the busy client got no echo")
         busy_reactor, _ = took(counters, n, before)
-        stop = threading.Event()
-
-        def keep_busy():
-            while not stop.is_set():
-                busy.sendall(b"W")
-                if busy.recv(1) != b"W":
-                    return
-
-        t = threading.Thread(target=keep_busy)
-        t.start()
-        time.sleep(0.2)
         lat = {"busy": [], "other": []}
         waited = 0
         for _ in range(a.seq):
@@ -334,18 +334,17 @@ def model(a):
             r, _ = took(counters, n, before, 0.5)
             if r is not None and ms is not None:
                 lat["busy" if r == busy_reactor else "other"].append(ms)
-        stop.set()
-        t.join(timeout=10)
         busy.close()
 
         def summary(xs):
             if not xs:
                 return "none"
             xs = sorted(xs)
-            return f"{len(xs)}, echo p50 {xs[len(xs) // 2]:.1f} ms, max {xs[-1]:.1f} ms"
+            return (f"{len(xs)}, echo p25 {xs[len(xs) // 4]:.2f} ms, p50 "
+                    f"{xs[len(xs) // 2]:.2f} ms, max {xs[-1]:.1f} ms")
 
         print(f"{a.mode:9} reactors={n}  busy (reactor {busy_reactor} spends {a.work_ms:g} ms "
-              f"per message): {a.seq} fresh clients; to the busy reactor: "
+              f"of CPU per turn): {a.seq} fresh clients; to the busy reactor: "
               f"{summary(lat['busy'])}; to another: {summary(lat['other'])}; "
               f"no echo within 2 s: {waited}")
     finally:
