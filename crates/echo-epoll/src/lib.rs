@@ -58,6 +58,10 @@
 //! connections, and idle connections cost no CPU. Throughput is capped by
 //! the one core a reactor runs on: several reactors, or a multi-threaded
 //! design, overtake one once several busy clients could use several cores.
+//! Edge-triggered mode is not cheaper for small echoes: nearly every turn
+//! ends with a read that finds `EAGAIN`, up to one system call per echo
+//! more than level-triggered, and small echoes never fill a send buffer, so
+//! there is no `EPOLL_CTL_MOD` to save (notes/model-epoll.md counts them).
 
 #![warn(missing_docs)]
 
