@@ -6,15 +6,16 @@
 #
 #   bash scripts/measure/busy-poll-strace.sh
 #
-# Three runs, each on a fresh server under `strace -f -c`, ended with
+# Four runs, each on a fresh server under `strace -f -c`, ended with
 # SIGINT as soon as the load is done:
 #   1. the house load of the other chapters: one client, 20,000 echoes of
 #      64 B, closed loop, default pause (1000 µs);
-#   2. one client at 100 msgs/s for 3 s (open loop), default pause;
-#   3. the same with --idle-sleep-us 0, a pure spin.
+#   2. the same with --idle-sleep-us 0, a pure spin;
+#   3. one client at 100 msgs/s for 3 s (open loop), default pause;
+#   4. the same with --idle-sleep-us 0.
 # strace stops the server at every system call, which makes each call
-# tens of times slower: the spinning loop of run 3 sweeps far less often
-# than it would untraced, so its counts are a floor. The ratios per echo
+# many times slower: the spinning loops of runs 2 and 4 sweep far less
+# often than they would untraced, so their counts are a floor. The ratios per echo
 # are what to read. BIN is the directory holding echo-bench and
 # echo-busy-poll (default target/release).
 set -euo pipefail
@@ -52,5 +53,6 @@ date -u '+# %Y-%m-%d %H:%M:%S UTC'
 lscpu | grep 'Model name'
 echo "cores: $(nproc)"
 traced_run 1000 --conns 1 --messages 20000
+traced_run 0 --conns 1 --messages 20000
 traced_run 1000 --conns 1 --rate 100 --duration 3
 traced_run 0 --conns 1 --rate 100 --duration 3
