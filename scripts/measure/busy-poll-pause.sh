@@ -9,10 +9,10 @@
 #
 #   bash scripts/measure/busy-poll-pause.sh [LOG]
 #
-# LOG gets every run's full output, then one summary table per load (CPU
-# share = server CPU seconds / the load's window; sleeps = voluntary
-# context switches of the server, which a busy-poll loop makes only in its
-# pause). BIN is the directory holding echo-bench and the echo-* binaries
+# LOG (default: standard output) gets every run's full output, then a
+# summary table with a row per run (CPU share = server CPU seconds / the
+# load's window; sleeps = voluntary context switches of the server, which
+# a busy-poll loop makes only in its pause). BIN is the directory holding echo-bench and the echo-* binaries
 # (default target/release; build with cargo build --release --workspace --bins).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
