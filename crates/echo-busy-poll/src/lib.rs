@@ -9,12 +9,14 @@
 //! # Syscalls
 //!
 //! Sockets are made non-blocking with `ioctl(FIONBIO)` (std's
-//! `set_nonblocking`), so `accept4(2)`, `read(2)` and `write(2)` return
-//! `EAGAIN` instead of blocking; `open(2)` of `/dev/null` keeps a spare
-//! descriptor for `EMFILE`. That is all: no `select(2)`, `poll(2)` or
-//! `epoll(7)`, nothing that sleeps until a socket is ready. The one sleep,
-//! `nanosleep(2)` after a sweep in which nothing moved, is a fixed pause
-//! (`--idle-sleep-us`), not a wait for an event.
+//! `set_nonblocking`), so `accept4(2)`, `read(2)` and `write(2)` (std
+//! makes them as `recvfrom` and `sendto`) return `EAGAIN` instead of
+//! blocking; `open(2)` of `/dev/null` keeps a spare descriptor for
+//! `EMFILE`. That is all: no `select(2)`, `poll(2)` or `epoll(7)`, nothing
+//! that sleeps until a socket is ready. The one sleep, after a sweep in
+//! which nothing moved, is a fixed pause (`--idle-sleep-us`), not a wait
+//! for an event: `clock_nanosleep(2)`, the system call behind glibc's
+//! `nanosleep`, which `std::thread::sleep` calls.
 //!
 //! # Trade-offs
 //!
@@ -55,7 +57,8 @@
 //! a core a busy machine grants the server, which no declaration could
 //! follow.) The default is the smallest round pause that keeps an idle
 //! server far from those bounds even with 1100 connections: a tenth of it
-//! leaves such a server at about half a core.
+//! leaves such a server over the half-core bound (61 % of a core, measured
+//! in `notes/model-busy-poll.md`).
 
 #![warn(missing_docs)]
 
