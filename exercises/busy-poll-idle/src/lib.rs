@@ -7,7 +7,7 @@
 //! not change it.
 //!
 //! Syscalls: `accept4(2)`, `read(2)`, `write(2)` on non-blocking sockets,
-//! `nanosleep(2)` for the pause; nothing that waits for readiness.
+//! `clock_nanosleep(2)` (what `thread::sleep` calls) for the pause; nothing that waits for readiness.
 
 #![warn(missing_docs)]
 
