@@ -149,7 +149,11 @@ impl Executor {
         loop {
             std::mem::swap(
                 &mut batch,
-                &mut *self.queue.ids.lock().unwrap_or_else(PoisonError::into_inner),
+                &mut *self
+                    .queue
+                    .ids
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
             );
             for id in batch.drain(..) {
                 self.poll_task(id);

@@ -74,7 +74,11 @@ impl<T: AsFd> Async<T> {
         cx: &mut Context<'_>,
         op: impl FnOnce(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        if self.reactor.poll_ready(self.token, direction, cx).is_pending() {
+        if self
+            .reactor
+            .poll_ready(self.token, direction, cx)
+            .is_pending()
+        {
             return Poll::Pending;
         }
         match op(&self.io) {
@@ -156,7 +160,10 @@ where
 
     /// Writes all of `echo`'s pending output, waiting for room as often as
     /// needed. Ready at once when there is nothing to write.
-    pub fn write_all<'a>(&'a self, echo: &'a mut Echo) -> impl Future<Output = io::Result<()>> + 'a {
+    pub fn write_all<'a>(
+        &'a self,
+        echo: &'a mut Echo,
+    ) -> impl Future<Output = io::Result<()>> + 'a {
         poll_fn(move |cx| {
             while echo.wants_write() {
                 let wrote = self.poll_io(Direction::Write, cx, |mut io| {

@@ -189,7 +189,9 @@ impl Reactor {
 
     /// Wakes the task in `cx` at `deadline` (or on the first turn after it).
     pub fn wake_at(&self, deadline: Instant, cx: &mut Context<'_>) {
-        self.timers.borrow_mut().push((deadline, cx.waker().clone()));
+        self.timers
+            .borrow_mut()
+            .push((deadline, cx.waker().clone()));
     }
 
     // ANCHOR: turn
