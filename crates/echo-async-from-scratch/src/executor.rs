@@ -107,15 +107,14 @@ impl Executor {
         }
     }
 
-    /// The reactor the tasks' I/O registers with.
-    pub fn reactor(&self) -> &Rc<Reactor> {
-        &self.reactor
-    }
-
     /// Adds a task and queues it for its first poll (the seed's
     /// `Task(coro)`, whose constructor takes the first step; here the first
     /// step waits for the loop, so spawning never runs code).
     pub fn spawn(&self, future: impl Future<Output = ()> + 'static) {
+        self.spawn_boxed(Box::pin(future));
+    }
+
+    fn spawn_boxed(&self, future: Pin<Box<dyn Future<Output = ()>>>) {
         let mut tasks = self.tasks.borrow_mut();
         let handle = Arc::new(TaskWaker {
             id: tasks.next_key(),
@@ -125,7 +124,7 @@ impl Executor {
         });
         let waker = Waker::from(Arc::clone(&handle));
         let id = tasks.insert(Task {
-            future: Some(Box::pin(future)),
+            future: Some(future),
             handle,
             waker,
         });
@@ -198,6 +197,20 @@ impl Executor {
         } else if let Some(task) = tasks.get_mut(id) {
             task.future = Some(future);
         }
+    }
+}
+
+/// What a server needs of an executor: a place to put a new task. A trait
+/// so that the server can run on another executor (the exercise's); a
+/// boxed future because the server's tasks are of two types.
+pub trait Spawn {
+    /// Adds `task` and queues it for its first poll.
+    fn spawn_task(&self, task: Pin<Box<dyn Future<Output = ()>>>);
+}
+
+impl Spawn for Executor {
+    fn spawn_task(&self, task: Pin<Box<dyn Future<Output = ()>>>) {
+        self.spawn_boxed(task);
     }
 }
 

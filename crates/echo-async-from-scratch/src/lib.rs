@@ -51,7 +51,7 @@ mod slab;
 use echo_protocol::Model;
 
 pub use echo_protocol::nonblocking::{OUTPUT_CAP, READ_CHUNK};
-pub use server::{READS_PER_TURN, serve};
+pub use server::{READS_PER_TURN, serve, start};
 
 /// This model, as the contract sees it: it meets every conformance case.
 pub const MODEL: Model = Model {

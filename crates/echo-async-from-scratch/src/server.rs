@@ -35,7 +35,7 @@ use std::task::Poll;
 use echo_protocol::nonblocking::{Accepted, Echo, READ_CHUNK, Spare, admit};
 use echo_protocol::{ACCEPT_BACKOFF, Config, NoFlags, Shutdown};
 
-use crate::executor::{Executor, yield_now};
+use crate::executor::{Executor, Spawn, yield_now};
 use crate::net::{Async, sleep};
 use crate::reactor::{Direction, Reactor};
 
@@ -67,26 +67,42 @@ impl AsFd for ShutdownFd {
 /// Serves every client until shutdown is requested and the open
 /// connections have finished.
 pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
     let reactor = Rc::new(Reactor::new()?);
     let executor = Rc::new(Executor::new(Rc::clone(&reactor)));
-    let listener = Async::new(listener, &reactor)?;
-    let shutdown = Async::new(ShutdownFd(config.shutdown.clone()), &reactor)?;
+    start(executor.clone(), &reactor, listener, config)?;
+    executor.run()?;
+    config.log(format_args!("shutdown: all connections closed"));
+    Ok(())
+}
+
+/// Spawns the accept task (which spawns a task per client) on `executor`,
+/// its I/O registered with `reactor`; running them is the caller's. Apart
+/// from [`serve`] so that another executor can run the same server (the
+/// `async-requeue-waker` exercise does).
+pub fn start(
+    executor: Rc<dyn Spawn>,
+    reactor: &Rc<Reactor>,
+    listener: TcpListener,
+    config: &Config,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = Async::new(listener, reactor)?;
+    let shutdown = Async::new(ShutdownFd(config.shutdown.clone()), reactor)?;
     let spare = Spare::new()?;
     let shared = Rc::new(Shared {
         config: config.clone(),
         scratch: RefCell::new(vec![0; READ_CHUNK]),
         open: Cell::new(0),
     });
-    executor.spawn(accept_loop(
+    let accept = accept_loop(
         Rc::clone(&executor),
+        Rc::clone(reactor),
         listener,
         shutdown,
         spare,
-        Rc::clone(&shared),
-    ));
-    executor.run()?;
-    config.log(format_args!("shutdown: all connections closed"));
+        shared,
+    );
+    executor.spawn_task(Box::pin(accept));
     Ok(())
 }
 
@@ -95,7 +111,8 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
 /// requested; then drops the listener, and the executor runs until the
 /// last connection task has finished.
 async fn accept_loop(
-    executor: Rc<Executor>,
+    executor: Rc<dyn Spawn>,
+    reactor: Rc<Reactor>,
     listener: Async<TcpListener>,
     shutdown: Async<ShutdownFd>,
     mut spare: Spare,
@@ -125,10 +142,11 @@ async fn accept_loop(
             None => break,
             Some(Accepted::Client(stream, peer)) => {
                 if let Some(stream) = admit(stream, peer, shared.open.get(), config) {
-                    match Async::new(stream, executor.reactor()) {
+                    match Async::new(stream, &reactor) {
                         Ok(stream) => {
                             shared.open.set(shared.open.get() + 1);
-                            executor.spawn(connection(stream, peer, Rc::clone(&shared)));
+                            let task = connection(stream, peer, Rc::clone(&shared));
+                            executor.spawn_task(Box::pin(task));
                         }
                         Err(e) => config.log(format_args!("{peer}: cannot register: {e}")),
                     }
@@ -139,7 +157,7 @@ async fn accept_loop(
             // serve the others and retry after a pause.
             Some(Accepted::Later(e)) => {
                 config.log(format_args!("accept: {e}"));
-                sleep(executor.reactor(), ACCEPT_BACKOFF).await;
+                sleep(&reactor, ACCEPT_BACKOFF).await;
             }
             Some(Accepted::Empty) => {}
         }
