@@ -5,8 +5,8 @@
 //!
 //! Edit `src/starter.rs`; grade with `just exercise async-requeue-waker`.
 //! The `solution` feature builds `src/solution.rs` instead. The reactor,
-//! the socket futures and the echo server are the model's
-//! (`echo-async-from-scratch`); only the executor is here.
+//! the socket futures and the echo server are ready-made in `runtime.rs`, a
+//! smaller cousin of `echo-async-from-scratch`'s.
 
 #![warn(missing_docs)]
 
@@ -14,8 +14,8 @@ use std::io;
 use std::net::TcpListener;
 use std::rc::Rc;
 
-use echo_async_from_scratch::reactor::Reactor;
 use echo_protocol::{Config, NoFlags};
+use runtime::Reactor;
 
 #[cfg(not(feature = "solution"))]
 #[path = "starter.rs"]
@@ -24,18 +24,20 @@ mod imp;
 #[path = "solution.rs"]
 mod imp;
 
+pub mod runtime;
+
 pub use imp::Executor;
 
-/// No expected limits: the model's server, on this crate's executor.
+/// No expected limits: the echo server of `runtime.rs`, on this executor.
 pub const MODEL: echo_protocol::Model = echo_protocol::Model {
     name: "ex-async-requeue-waker",
     expected_limits: &[],
 };
 
-/// The model's echo server, run by [`Executor`].
+/// The echo server of `runtime.rs`, run by [`Executor`].
 pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Result<()> {
     let reactor = Rc::new(Reactor::new()?);
     let executor = Rc::new(Executor::new(Rc::clone(&reactor)));
-    echo_async_from_scratch::start(executor.clone(), &reactor, listener, config)?;
+    runtime::start(executor.clone(), reactor, listener, config)?;
     executor.run()
 }

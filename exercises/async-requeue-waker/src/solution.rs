@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Wake, Waker};
 
-use echo_async_from_scratch::executor::Spawn;
-use echo_async_from_scratch::reactor::Reactor;
+use crate::runtime::{Reactor, Spawn};
 
 /// Neither on the run queue nor being polled: only a wake-up brings the
 /// task back.

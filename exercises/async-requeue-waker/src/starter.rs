@@ -1,7 +1,7 @@
 //! TASK: write the waker that puts its task back on the run queue.
 //!
 //! A single-threaded executor: tasks by id, a run queue of ids, and a
-//! reactor (the model's: epoll, edge-triggered) that wakes tasks when
+//! reactor (`runtime.rs`: epoll, edge-triggered) that wakes tasks when
 //! their sockets are ready. Each task's state says where it is: `IDLE`
 //! (waiting for a wake-up), `QUEUED` (its id is on the run queue) or
 //! `RUNNING` (being polled). The executor polls what is queued, and sleeps
@@ -38,8 +38,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Wake, Waker};
 
-use echo_async_from_scratch::executor::Spawn;
-use echo_async_from_scratch::reactor::Reactor;
+use crate::runtime::{Reactor, Spawn};
 
 /// Neither on the run queue nor being polled: only a wake-up brings the
 /// task back.

@@ -16,10 +16,9 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
-use echo_async_from_scratch::executor::yield_now;
-use echo_async_from_scratch::reactor::Reactor;
 use echo_conformance::{ServerProcess, run_suite};
 use ex_async_requeue_waker::Executor;
+use ex_async_requeue_waker::runtime::{Reactor, yield_now};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ex-async-requeue-waker");
 const CASES: &[&str] = &[
