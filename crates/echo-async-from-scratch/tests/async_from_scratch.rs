@@ -78,51 +78,6 @@ fn survives_running_out_of_descriptors() {
     echo_conformance::limits::assert_sheds_when_out_of_descriptors(bin(), &[]);
 }
 
-/// The byte at stream offset `i` of the streaming tests.
-fn pattern(i: usize) -> u8 {
-    (i % 251) as u8
-}
-
-/// Writes `total` bytes of [`pattern`] from a second thread while this one
-/// reads the echo, then checks every byte and the EOF after them. With
-/// `close_early` the client half-closes as soon as it has written, so the
-/// FIN may arrive with bytes the server reads in a later turn.
-fn stream_through(server: &ServerProcess, total: usize, write_size: usize, close_early: bool) {
-    let mut reader = server.client();
-    let mut writer = reader.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        let mut sent = 0;
-        while sent < total {
-            let n = write_size.min(total - sent);
-            let chunk: Vec<u8> = (sent..sent + n).map(pattern).collect();
-            writer.write_all(&chunk).expect("write");
-            sent += n;
-        }
-        if close_early {
-            writer.shutdown(Shutdown::Write).unwrap();
-        }
-    });
-    let mut echoed = vec![0; total];
-    let mut got = 0;
-    while got < total {
-        match reader.read(&mut echoed[got..]) {
-            Ok(0) => panic!("EOF after {got} of {total} bytes back"),
-            Ok(n) => got += n,
-            Err(e) => panic!("after {got} of {total} bytes back: {e}"),
-        }
-    }
-    sender.join().unwrap();
-    if let Some(i) = (0..total).find(|&i| echoed[i] != pattern(i)) {
-        panic!("byte {i} differs: {} instead of {}", echoed[i], pattern(i));
-    }
-    if !close_early {
-        reader.shutdown(Shutdown::Write).unwrap();
-    }
-    let mut rest = Vec::new();
-    reader.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
-}
-
 /// Every byte comes back whatever the shape of the input: one 1 MiB write,
 /// 8 MiB in one write and 16 MiB in 256 KiB writes (turns cut short by the
 /// fairness bound, resumed by the task's own wake-up, or the last bytes
@@ -131,9 +86,24 @@ fn stream_through(server: &ServerProcess, total: usize, write_size: usize, close
 fn echoes_every_byte() {
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
     for close_early in [false, true] {
-        stream_through(&server, 1024 * 1024, 1024 * 1024, close_early);
-        stream_through(&server, 8 * 1024 * 1024, 8 * 1024 * 1024, close_early);
-        stream_through(&server, 16 * 1024 * 1024, 256 * 1024, close_early);
+        echo_conformance::limits::assert_streams_back(
+            &server,
+            1024 * 1024,
+            1024 * 1024,
+            close_early,
+        );
+        echo_conformance::limits::assert_streams_back(
+            &server,
+            8 * 1024 * 1024,
+            8 * 1024 * 1024,
+            close_early,
+        );
+        echo_conformance::limits::assert_streams_back(
+            &server,
+            16 * 1024 * 1024,
+            256 * 1024,
+            close_early,
+        );
     }
     terminate(server);
 }

@@ -346,3 +346,63 @@ pub fn assert_sheds_when_out_of_descriptors(bin: &Path, args: &[&str]) {
     let status = server.terminate().unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "{args:?}: exit status {status}");
 }
+
+/// Byte `i` of [`assert_streams_back`]'s stream: a period (251) prime to
+/// every power of two, so that a chunk echoed out of place shows.
+fn stream_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Writes `total` bytes from a second thread, `write_size` per `write`,
+/// while this one reads the echo, then checks every byte and the EOF after
+/// them. Both directions run at once, so nothing waits on socket buffers;
+/// a read that times out (the client's 5 s) means the server stopped
+/// echoing: a socket left undrained by a server that waits for an edge.
+/// With `close_early` the client half-closes as soon as it has written, so
+/// the FIN may arrive with bytes the server reads in a later turn, and the
+/// EOF must still come after the last of them; without, only once
+/// everything is back, so that no FIN edge comes to rescue such a server.
+pub fn assert_streams_back(
+    server: &ServerProcess,
+    total: usize,
+    write_size: usize,
+    close_early: bool,
+) {
+    let mut reader = server.client();
+    let mut writer = reader.try_clone().expect("clone the client socket");
+    let sender = thread::spawn(move || {
+        let mut sent = 0;
+        while sent < total {
+            let n = write_size.min(total - sent);
+            let chunk: Vec<u8> = (sent..sent + n).map(stream_byte).collect();
+            writer.write_all(&chunk).expect("write");
+            sent += n;
+        }
+        if close_early {
+            writer.shutdown(Shutdown::Write).expect("half-close");
+        }
+    });
+    let mut echoed = vec![0; total];
+    let mut got = 0;
+    while got < total {
+        match reader.read(&mut echoed[got..]) {
+            Ok(0) => panic!("EOF after {got} of {total} bytes back"),
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} of {total} bytes back: {e}"),
+        }
+    }
+    sender.join().expect("the writing thread");
+    if let Some(i) = (0..total).find(|&i| echoed[i] != stream_byte(i)) {
+        panic!(
+            "byte {i} differs: {} instead of {}",
+            echoed[i],
+            stream_byte(i)
+        );
+    }
+    if !close_early {
+        reader.shutdown(Shutdown::Write).expect("half-close");
+    }
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("read to EOF");
+    assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
+}
