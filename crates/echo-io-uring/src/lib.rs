@@ -734,9 +734,16 @@ impl Server<'_> {
             }),
             0 => conn.eof = true,
             // The pool ran dry: add a slab, or wait for buffers to come back.
+            // Every receive armed when it ran dry fails alike, often in the
+            // same batch: only the first of them may grow the pool. Were each
+            // to add a slab, 1,000 busy connections would take the pool to its
+            // ceiling (16,384 buffers, 64 MiB touched) for want of a few.
+            // The others find buffers again and are re-armed as they are.
             e if -e == libc::ENOBUFS => {
                 let pool = self.pool.as_mut().expect("ENOBUFS without a pool");
-                if pool.grow() {
+                if pool.free() > 0 {
+                    // Grown (or given back) since this receive failed.
+                } else if pool.grow() {
                     self.config.log(format_args!(
                         "buffer pool empty: grown to {} buffers",
                         pool.len()
