@@ -165,7 +165,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("[switch] this crate's executor, one thread, {switches} switches per run, {runs} runs");
+    println!(
+        "[switch] this crate's executor, one thread, {switches} switches per run, {runs} runs"
+    );
     for run in 1..=runs {
         let [pp, y, t] = match measure(switches) {
             Ok(m) => m,
