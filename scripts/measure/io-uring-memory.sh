@@ -1,51 +1,64 @@
 #!/usr/bin/env bash
-# Where echo-io-uring's memory goes at many connections, in both modes:
-# the server's peak and final resident memory (VmHWM, VmRSS, RssAnon from
-# /proc/PID/status, read just before SIGINT) and, in the default mode, how
-# far the pool of provided buffers grew (its "grown to N buffers" log
-# lines, printed with --verbose).
+# Where echo-io-uring's memory goes, in both modes: the server's peak and
+# final resident memory (VmHWM, VmRSS, RssAnon from /proc/PID/status, read
+# just before SIGINT) and, in the default mode, how far the pool of
+# provided buffers grew (its "grown to N buffers" lines, printed with
+# --verbose).
 #
-#   bash scripts/measure/io-uring-memory.sh [CONNS] [RATE] [SECS]
-#   bash scripts/measure/io-uring-memory.sh 10000 20000 10     # the default
+#   bash scripts/measure/io-uring-memory.sh
 #
-# The load is the shared run's c10k shape (`echo-bench load --conns C
-# --rate R --duration SECS`, 64-byte messages); this script does not time
-# anything, it explains the memory figure that run reports. The server is
-# pinned to CPU 0 and the load to CPU 1. BIN_DIR names the folder of the
-# binaries (default target/release).
+# Four runs, each on a fresh server pinned to CPU 0, the load on CPU 1:
+#   1. default mode, the shared run's c10k shape: 10,000 connections, open
+#      loop at 20,000 msg/s for 10 s, 64-byte messages;
+#   2. --single-shot, the same;
+#   3. --single-shot again, with glibc told to mmap every allocation of
+#      16 KiB or more (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=16384):
+#      whether the per-connection buffers' memory comes from calloc
+#      clearing heap memory rather than from data landing in them;
+#   4. default mode, the shared run's conns-1000 shape: 1,000 connections,
+#      closed loop, 50,000 messages: how far the pool grows when every
+#      connection has a message in flight at once.
+# This script times nothing; it explains the memory figures the shared run
+# reports. BIN_DIR names the folder of the binaries (default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${BIN_DIR:-target/release}
-conns=${1:-10000}
-rate=${2:-20000}
-secs=${3:-10}
-ulimit -n 30000
+ulimit -n 20000
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
-echo "# $conns connections, open loop at $rate msg/s for $secs s"
-for flags in "" "--single-shot"; do
+# measure LABEL TUNABLES FLAGS CONNS LOAD-ARGS...
+measure() {
+  local label=$1 tunables=$2 flags=$3 conns=$4
+  shift 4
   # shellcheck disable=SC2086 # flags: zero or one word
-  taskset -c 0 "$bin/echo-io-uring" --addr 127.0.0.1:0 --max-conns $((conns + 100)) \
-    --verbose $flags >"$work/ready" 2>"$work/log" &
-  server=$!
-  addr=
+  env ${tunables:+GLIBC_TUNABLES=$tunables} taskset -c 0 "$bin/echo-io-uring" \
+    --addr 127.0.0.1:0 --max-conns $((conns + 100)) --verbose $flags \
+    >"$work/ready" 2>"$work/log" &
+  local server=$! addr=
   for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$work/ready")
+    addr=$(sed -n 's/^listening on //p' "$work/ready" 2>/dev/null)
     [ -n "$addr" ] && break
     sleep 0.1
   done
   [ -n "$addr" ] || { echo "no readiness line" >&2; kill "$server"; exit 1; }
-  # Memory with the connections open and idle would need a hook inside
-  # the load; the peak (VmHWM) after the run covers the busiest moment.
   taskset -c 1 timeout 300 "$bin/echo-bench" load --addr "$addr" --conns "$conns" \
-    --size 64 --rate "$rate" --duration "$secs" | grep -E 'latency|p99|msgs' || true
+    --size 64 "$@" >"$work/load" || echo "(load failed: $(tail -n 1 "$work/load"))"
+  local mem
   mem=$(grep -E '^(VmHWM|VmRSS|RssAnon):' "/proc/$server/status" | tr -s ' \t' ' ' | tr '\n' ';')
   kill -INT "$server"
   timeout 60 tail --pid="$server" -f /dev/null || true
   wait "$server" || true
-  pool=$(grep -c 'buffer pool empty' "$work/log" || true)
+  local growths last
+  growths=$(grep -c 'buffer pool empty' "$work/log" || true)
   last=$(grep 'buffer pool empty' "$work/log" | tail -n 1 || true)
-  echo "io-uring ${flags:-(multishot)}: $mem pool growths: $pool ${last:+(last: $last)}"
-done
+  echo "$label: $mem pool growths: $growths${last:+ (last: $last)}"
+}
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
+c10k=(--rate 20000 --duration 10)
+measure "default, 10000 conns, 20000 msg/s" "" "" 10000 "${c10k[@]}"
+measure "--single-shot, 10000 conns, 20000 msg/s" "" "--single-shot" 10000 "${c10k[@]}"
+measure "--single-shot, mmap_threshold=16384, 10000 conns, 20000 msg/s" \
+  glibc.malloc.mmap_threshold=16384 "--single-shot" 10000 "${c10k[@]}"
+measure "default, 1000 conns, closed loop, 50000 msgs" "" "" 1000 --messages 50000

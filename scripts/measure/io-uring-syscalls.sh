@@ -62,7 +62,7 @@ one() {
   # The readiness line carries the port; wait for it, bounded.
   local addr=
   for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$ready")
+    addr=$(sed -n 's/^listening on //p' "$ready" 2>/dev/null)
     [ -n "$addr" ] && break
     sleep 0.1
   done

@@ -600,8 +600,12 @@ impl Server<'_> {
         let conn = Conn {
             stream,
             peer,
-            // calloc'd: the untouched pages of an idle client's buffer cost
-            // address space, not memory.
+            // Zeroed, but not free: glibc's calloc clears most 16 KiB blocks
+            // carved from its heap by writing zeros, so the whole buffer is
+            // resident from the start (10,000 connections: 152 MiB, see
+            // notes/model-io-uring.md). Allocating it with mmap (untouched
+            // pages cost address space only) would hold about one page per
+            // idle connection; the pool is the mode that holds none.
             own: match self.pool {
                 Some(_) => None,
                 None => Some(vec![0; BUFFER_SIZE].into_boxed_slice()),
@@ -734,6 +738,11 @@ impl Server<'_> {
             }),
             0 => conn.eof = true,
             // The pool ran dry: add a slab, or wait for buffers to come back.
+            // Known weakness: every receive that found the pool empty in
+            // the same batch grows it again, although the first growth
+            // refilled it; a burst of 1,000 connections takes the pool to
+            // its maximum (notes/model-io-uring.md). Growing only while
+            // `pool.free() == 0` would grow once per shortage.
             e if -e == libc::ENOBUFS => {
                 let pool = self.pool.as_mut().expect("ENOBUFS without a pool");
                 if pool.grow() {
