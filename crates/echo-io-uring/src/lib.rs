@@ -600,8 +600,12 @@ impl Server<'_> {
         let conn = Conn {
             stream,
             peer,
-            // calloc'd: the untouched pages of an idle client's buffer cost
-            // address space, not memory.
+            // Zeroed, but not free: glibc's calloc clears most 16 KiB blocks
+            // carved from its heap by writing zeros, so the whole buffer is
+            // resident from the start (10,000 connections: 152 MiB, see
+            // notes/model-io-uring.md). Allocating it with mmap (untouched
+            // pages cost address space only) would hold about one page per
+            // idle connection; the pool is the mode that holds none.
             own: match self.pool {
                 Some(_) => None,
                 None => Some(vec![0; BUFFER_SIZE].into_boxed_slice()),

@@ -95,7 +95,8 @@ impl Pool {
         if first + SLAB > RING_ENTRIES as usize {
             return false;
         }
-        // calloc'd: a buffer's pages cost memory once data lands in them.
+        // calloc'd, and 1 MiB: glibc maps a block this large fresh from the
+        // kernel, so a buffer's pages cost memory only once data lands in them.
         self.slabs
             .push(vec![0; SLAB * BUFFER_SIZE].into_boxed_slice());
         for bid in first..first + SLAB {
