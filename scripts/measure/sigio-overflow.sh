@@ -5,7 +5,7 @@
 # overflow makes the loop scan all its connections.
 #
 #   bash scripts/measure/sigio-overflow.sh calls sigio|epoll [CONNS] [MESSAGES] [REPEAT] [SIGPENDING]
-#   bash scripts/measure/sigio-overflow.sh cpu [CONNS] [MESSAGES] [REPEAT] [SIGPENDING]
+#   bash scripts/measure/sigio-overflow.sh cpu [CONNS] [MESSAGES] [REPEAT] [SIGPENDING] [IDLE]
 #
 # calls: a fresh server pinned to CPU 0, then CONNS connections (default 50)
 #   carrying MESSAGES 64-byte echoes in all (default 100000) from
@@ -21,7 +21,10 @@
 #   (soft and hard) to SIGPENDING before it execs echo-sigio; "default"
 #   (the default) leaves the limit as the shell has it. Prints echo-bench's
 #   report (CPU per echo, throughput, latency), REPEAT repetitions
-#   (default 3), each with a fresh server.
+#   (default 3), each with a fresh server. IDLE (default 0) idle
+#   connections besides (echo-bench's --idle): the regime where a scan
+#   after an overflow is nearly all waste, since almost none of the
+#   connections it reads from has anything to say.
 #
 # SIGPENDING in calls mode works the same way (the server is started
 # through the wrapper), so the overflow regime's signals and calls can be
@@ -35,7 +38,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 usage="usage: sigio-overflow.sh calls sigio|epoll [CONNS] [MESSAGES] [REPEAT] [SIGPENDING]
-       sigio-overflow.sh cpu [CONNS] [MESSAGES] [REPEAT] [SIGPENDING]"
+       sigio-overflow.sh cpu [CONNS] [MESSAGES] [REPEAT] [SIGPENDING] [IDLE]"
 mode=${1:?$usage}
 shift
 case "$mode" in
@@ -49,6 +52,7 @@ default_repeat=1
 [ "$mode" = cpu ] && default_repeat=3
 repeat=${3:-$default_repeat}
 sigpending=${4:-default}
+idle=${5:-0}
 bin_dir=$(realpath "${BIN_DIR:-target/release}")
 case "$model" in
   sigio) bin=echo-sigio ;;
@@ -78,9 +82,9 @@ wrapper=$tmp/$bin
 chmod +x "$wrapper"
 
 if [ "$mode" = cpu ]; then
-  echo "== echo-sigio, RLIMIT_SIGPENDING $sigpending: $conns connections, $messages echoes, $repeat runs"
+  echo "== echo-sigio, RLIMIT_SIGPENDING $sigpending: $conns connections ($idle idle besides), $messages echoes, $repeat runs"
   timeout 1200 "$bin_dir/echo-bench" run --bin "$wrapper" --conns "$conns" \
-    --messages "$messages" --repeat "$repeat"
+    --idle "$idle" --messages "$messages" --repeat "$repeat"
   exit 0
 fi
 
