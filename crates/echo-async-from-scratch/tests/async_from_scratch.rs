@@ -134,10 +134,13 @@ fn a_fin_behind_the_last_bytes_is_not_lost() {
     terminate(server);
 }
 
-/// One client streaming without pause must not keep the thread to itself:
-/// its reads never say `EAGAIN`, so without the task yielding after
-/// `READS_PER_TURN` reads the other client's task would never be polled.
-/// The bound is on the round trips (5 s read timeout each), not their speed.
+/// One client streaming without pause beside another that makes round
+/// trips: both are served, and every byte of the stream comes back. A
+/// runtime that polls one task until it finishes fails this. Whether it
+/// also catches a task that never yields after `READS_PER_TURN` reads
+/// depends on the streamer outrunning the server; on loopback it did not
+/// for echo-epoll's unbounded drain (notes/model-epoll.md). The bound is
+/// on the round trips (5 s read timeout each), not their speed.
 #[test]
 fn a_busy_client_does_not_starve_others() {
     let server = ServerProcess::spawn(bin(), &[]).expect("spawn");
