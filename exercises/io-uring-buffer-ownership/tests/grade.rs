@@ -2,7 +2,7 @@
 //! Grading of `io-uring-buffer-ownership`: the conformance cases that move
 //! more than one buffer per connection (a 1 MiB upload, a thousand
 //! pipelined messages, half-closed conversations of megabytes, clients
-//! interleaving chunks), plus clients that each send 4 MiB before reading
+//! interleaving chunks), plus clients that each send 8 MiB before reading
 //! a byte, so that sends stall on full socket buffers while the client's
 //! next bytes wait: every byte must come back, in order.
 //!
