@@ -388,14 +388,14 @@ impl Server<'_> {
     /// is full.
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: every entry built in this file points either at no
-            // memory (accept, poll, cancel, multishot recv), at
-            // `self.pause` (lives as long as the ring), or into a buffer
-            // that stays allocated and untouched until this entry's last
-            // completion is reaped: a connection's own buffer is freed only
-            // when nothing of it is in flight (`Conn::recv` and
+            // Every entry built in this file points at no memory (accept,
+            // poll, cancel, multishot recv), at `self.pause` (lives as long
+            // as the ring), or into a buffer: a connection's own is freed
+            // only when nothing of it is in flight (`Conn::recv`,
             // `Conn::sending`), a pool buffer is given back only when its
             // send completed in full, and the pool outlives the ring.
+            // SAFETY: so whatever `entry` points at stays allocated and
+            // untouched until its last completion is reaped.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 self.in_flight += 1;
                 return Ok(());

@@ -73,10 +73,10 @@ impl Pool {
             slabs: Vec::new(),
             free: 0,
         };
+        // `Drop` runs only after the ring is closed: the ring is declared
+        // first in `Server`, and a pool with operations in flight is leaked.
         // SAFETY: `entries` points to `RING_ENTRIES` zeroed, page-aligned
-        // entries that stay allocated until `Drop`, which the caller runs
-        // only after the ring is closed (the ring is declared first in
-        // `Server`, and a pool with operations in flight is leaked).
+        // entries that stay allocated until `Drop`.
         unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 pool.entries as u64,
@@ -141,10 +141,10 @@ impl Pool {
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         self.free += 1;
+        // The kernel reads the tail concurrently, hence an atomic store,
+        // released so that the entry above is visible before the tail.
         // SAFETY: the tail field is the `resv` of entry 0, inside the
-        // allocation and 2-byte aligned; the kernel reads it concurrently,
-        // hence the atomic store, with release ordering so that the entry
-        // written above is visible before the tail that covers it.
+        // allocation and 2-byte aligned.
         unsafe {
             let tail = BufRingEntry::tail(self.entries).cast::<AtomicU16>();
             (*tail).store(self.tail, Ordering::Release);

@@ -322,11 +322,10 @@ fn forbid_io_uring(cmd: &mut Command, errno: i32) {
         ),
         stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
     ];
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: it makes two `prctl(2)`
-    // calls and allocates nothing. The filter array is moved into the
-    // closure, so the pointer in `prog` is valid while the kernel copies
-    // the program (during the second call).
+    // The filter array is moved into the closure, so the pointer in `prog`
+    // is valid while the kernel copies the program (the second call).
+    // SAFETY: runs between fork and exec; it makes two `prctl(2)` calls,
+    // async-signal-safe, and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             let prog = libc::sock_fprog {

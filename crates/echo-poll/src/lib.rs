@@ -185,11 +185,12 @@ impl Table {
         // The kernel rejects more entries than RLIMIT_NOFILE with EINVAL;
         // every entry here is a descriptor we hold (or -1 in a fixed slot,
         // and we hold stdio and the spare besides), so that never happens.
-        // SAFETY: `fds` is a live, exclusively borrowed slice of `pollfd`
-        // (libc's `#[repr(C)]` struct), and its length is what we pass, so
-        // the kernel reads and writes only within it; it keeps no pointer
+        // `fds` is libc's `#[repr(C)]` `pollfd`; the kernel keeps no pointer
         // once the call returns.
-        let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, -1) };
+        let (ptr, len) = (self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t);
+        // SAFETY: a live, exclusively borrowed slice and its own length: the
+        // kernel reads and writes only within it.
+        let n = unsafe { libc::poll(ptr, len, -1) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

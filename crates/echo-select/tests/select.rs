@@ -191,10 +191,10 @@ fn a_listener_beyond_fd_setsize_is_a_clear_error() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe functions may be called. It calls dup2, which
-    // is, and allocates nothing. The duplicates of stdin survive exec (dup2
-    // clears FD_CLOEXEC), so the server starts with them all open.
+    // The duplicates of stdin survive exec (dup2 clears FD_CLOEXEC), so
+    // the server starts with them all open.
+    // SAFETY: runs between fork and exec; it calls only dup2, which is
+    // async-signal-safe, and allocates nothing.
     unsafe {
         cmd.pre_exec(|| {
             for fd in 3..=FD_SETSIZE as i32 {

@@ -205,11 +205,11 @@ async fn accept_loop(listener: TcpListener, config: Arc<Config>) -> io::Result<(
     // `tokio::signal` would need the signals unblocked, and the contract
     // keeps them blocked for its `sigwait` thread). It stays readable once
     // signalled, so the `readable()` below stays ready.
+    // `config` keeps the eventfd open until after this function returns.
+    let shutdown_fd = config.shutdown.fd();
     // SAFETY: a `BorrowedFd` is open for its whole lifetime, which the
-    // `AsyncFd` holding it cannot outlive; `config` keeps the eventfd open
-    // until after this function returns.
-    let shutdown =
-        unsafe { AsyncFd::register_with_interest(config.shutdown.fd(), Interest::READABLE)? };
+    // `AsyncFd` holding it cannot outlive.
+    let shutdown = unsafe { AsyncFd::register_with_interest(shutdown_fd, Interest::READABLE)? };
     let mut spare = Spare::new()?;
     // The open connections: the count for `--max-conns` and, at shutdown,
     // what to wait for.

@@ -96,11 +96,10 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
 impl Loop {
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: a recv or send entry points into a connection's
-            // `buf`, which is neither freed nor touched by another
-            // operation until this entry completes: each connection has one
-            // operation in flight at a time, and is closed only on a
-            // completion.
+            // Each connection has one operation in flight at a time, and is
+            // closed only on a completion.
+            // SAFETY: so the connection's `buf` this entry points into is
+            // neither freed nor touched by another operation until it completes.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return Ok(());
             }
