@@ -11,9 +11,12 @@
 //!    generates for every `async fn` (stable Rust has no `yield` of its own).
 //! 2. Switch cost: two tokio tasks on one thread ping-pong through channels
 //!    (a switch is a function return plus a poll: no syscall), against two
-//!    OS threads ping-ponging through a channel (each switch is a
-//!    `futex(2)` wake, a `futex(2)` wait and the kernel scheduler, pinned to
-//!    one CPU with `sched_setaffinity(2)` to force a real context switch).
+//!    OS threads ping-ponging through a crossbeam channel, pinned to one CPU
+//!    with `sched_setaffinity(2)` to force a real context switch. Its
+//!    receiver spins, then calls `sched_yield(2)`, then parks on a
+//!    `futex(2)`: pinned, the hand-off is made by the yield (one per round
+//!    trip, no futex call, counted with `perf`); unpinned, by spinning or
+//!    yielding, and only sometimes by a futex sleep and wake.
 //! 3. Switching overhead on CPU work: the same sums done straight, and done
 //!    one resumable step at a time; switching helps only when there is
 //!    waiting to hide.

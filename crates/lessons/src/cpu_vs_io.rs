@@ -1,7 +1,8 @@
 //! CPU-bound vs I/O-bound work on processes, threads and rayon, timed.
 //!
 //! Seed topic: "multiprocessing vs multithreading" (001 §7.2, 000 intro).
-//! In CPython the GIL lets only one thread run Python code at a time, so the
+//! In CPython's default build the GIL lets only one thread run Python code
+//! at a time (the free-threaded build, PEP 703, has no GIL), so the
 //! seeds find processes faster for CPU-bound jobs and threads good enough
 //! (and cheaper) for I/O-bound ones. Rust has no GIL: threads of one process
 //! run on every core at once, so for CPU-bound work threads scale as well as

@@ -12,6 +12,11 @@
 //! (what returning from `main` does), `prctl(PR_SET_PDEATHSIG)`, `fork(2)`,
 //! `kill(2)`, `waitpid(2)`, and `/proc/<pid>/stat` to read a process state.
 //!
+//! In Rust every thread is a daemon in Python's sense: `std` waits for no
+//! thread when `main` returns, whether its `JoinHandle` was dropped or kept;
+//! dropping the handle only means nobody can join it. Python's default is the
+//! opposite (`daemon=False`: the interpreter joins the thread before exit).
+//!
 //! Trade-offs: a detached thread costs nothing to manage but can be cut off
 //! at any instruction, so it must never hold work that has to finish (a half
 //! written file). Linux has no "daemon child" flag: `PR_SET_PDEATHSIG` asks
@@ -80,8 +85,11 @@ extern "C" fn joined_worker(arg: *mut c_void) -> *mut c_void {
 }
 
 /// Starts a raw pthread running `f(fd)`. Plain pthreads rather than
-/// `std::thread`: a forked child of a multi-threaded program must not touch
-/// the locks and allocations `std::thread::spawn` uses.
+/// `std::thread`, whose `spawn` takes std's own locks (the environment's, for
+/// `RUST_MIN_STACK`) that another thread may have held at the fork. Even
+/// `pthread_create` is not async-signal-safe: it allocates a stack and takes
+/// glibc's stack-cache lock, which works in a forked child only because
+/// glibc's `fork` resets that lock and its malloc locks in the child.
 fn start_pthread(f: extern "C" fn(*mut c_void) -> *mut c_void, fd: i32) -> Option<libc::pthread_t> {
     let mut tid: libc::pthread_t = 0;
     // SAFETY: `tid` is a valid out-pointer, default attributes (null) are

@@ -14,10 +14,12 @@
 //!
 //! Trade-offs: a stream (pipe, socketpair) has no message boundaries, so each
 //! message carries a length prefix and each side must read exactly what the
-//! other wrote. A pipe with several writers stays ordered per writer only
-//! because each record is one `write` of at most `PIPE_BUF` bytes, which the
-//! kernel never interleaves. A manager serialises every operation through one
-//! process: always correct, and one round trip per operation.
+//! other wrote. On a pipe with several writers, each writer's records stay
+//! in order whatever their size (a pipe is a FIFO); what keeps records of
+//! *different* writers from interleaving is that each is one `write` of at
+//! most `PIPE_BUF` bytes, which POSIX makes atomic. A manager serialises
+//! every operation through one process: always correct, and one round trip
+//! per operation.
 //!
 //! Every child here is allocation-free (stack buffers, a map whose capacity
 //! the parent reserved before `fork`) and every read has a timeout.

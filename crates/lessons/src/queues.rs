@@ -13,7 +13,8 @@
 //!   `task_done` removes one, `join` waits for zero. `join` therefore means
 //!   "everything put has been *processed*", not merely "taken out".
 //!
-//! Underneath: futex-based parking in crossbeam and parking_lot; no
+//! Underneath: crossbeam's channels spin, then `sched_yield`, then park on
+//! a futex; parking_lot's locks likewise spin briefly before parking. No
 //! syscalls of our own. Trade-off: an unbounded queue never blocks the
 //! producer, so a slow consumer turns into unbounded memory.
 

@@ -10,15 +10,23 @@
 //!
 //! Trade-offs: a process gets its own pid and its own memory, and can be
 //! stopped from outside with a signal; its exit status says how it ended. A
-//! thread shares the pid (it has its own tid), is cheaper to start, but
-//! cannot be killed from outside: it has to be asked to stop.
+//! thread shares the pid (it has its own tid) and is cheaper to start.
+//! POSIX can cancel a thread from outside (`pthread_cancel(3)`), but glibc
+//! does it with a forced unwind, which is undefined behaviour through Rust
+//! frames with destructors, so safe Rust has no way to: a thread has to be
+//! asked to stop.
 //!
 //! The helpers at the bottom (`fork_child`, `wait_child`, ...) are shared by
-//! the other process lessons. A forked child of a multi-threaded program
-//! (the test harness runs tests on threads) may only do async-signal-safe
-//! work: no printing through `std::io::stdout` (its lock may be held by a
-//! thread that does not exist in the child), no allocation, and it ends with
-//! `_exit` so that no destructor or buffered output runs twice.
+//! the other process lessons. POSIX lets a forked child of a multi-threaded
+//! program (the test harness runs tests on threads) do only async-signal-safe
+//! work until it `exec`s: no printing through `std::io::stdout` (its lock may
+//! be held by a thread that does not exist in the child), no allocation, and
+//! it ends with `_exit` so that no destructor or buffered output runs twice.
+//! One child breaks the rule on purpose (`daemons::daemon_thread` creates
+//! threads); it relies on glibc's `fork` resetting glibc's own locks (malloc,
+//! stdio, the loader) in the child, which POSIX does not promise. No libc can
+//! reset the program's own locks (std's stdout and environment locks, any
+//! `Mutex`) that another thread held at the fork.
 
 use std::fmt;
 use std::io;
@@ -201,12 +209,16 @@ pub fn run() -> crate::Result {
 
 /// Forks; the child runs `child` and leaves with `_exit(code)`.
 ///
-/// `child` must stick to async-signal-safe work: raw reads and writes on
-/// file descriptors, sleeping, formatting into a [`StackBuf`].
+/// `child` should stick to async-signal-safe work: raw reads and writes on
+/// file descriptors, sleeping, formatting into a [`StackBuf`]. Anything more
+/// (creating a thread, allocating) rests on glibc, not POSIX, and must never
+/// touch a lock of the program's own.
 pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> crate::Result<Pid> {
     // SAFETY: the child branch only runs `child`, which callers keep to
-    // async-signal-safe work, and then `_exit`s without unwinding or running
-    // destructors, so no lock or buffer copied from another thread is used.
+    // async-signal-safe work (or, for `daemon_thread`, to glibc calls whose
+    // locks glibc resets at fork), and then `_exit`s without unwinding or
+    // running destructors, so no lock or buffer of the program's own that
+    // another thread held is used.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {

@@ -5,7 +5,9 @@
 //! deliberate sleep between reading the count and writing it back) and the
 //! GIL counter (`tem = money; sleep(0.01); money = tem - 1` in 100 threads
 //! leaves 99, not 0). The seeds' conclusion: "the GIL protects the
-//! interpreter, not your data: your data needs its own lock".
+//! interpreter, not your data: your data needs its own lock". That holds
+//! all the more on the free-threaded CPython build (PEP 703), which has no
+//! GIL: the lost updates only come more often.
 //!
 //! Rust has no GIL, and its type system forbids the plain data race the
 //! seeds rely on (two threads writing an `i32` without synchronisation does
