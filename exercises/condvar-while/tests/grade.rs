@@ -11,8 +11,8 @@
 
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -69,9 +69,9 @@ fn item_of(c: Consumer, who: &str) -> u32 {
             c.handle.join().expect("consumer thread");
             v
         }
-        Err(RecvTimeoutError::Disconnected) => panic!(
-            "{who} woke up, found the queue empty and did not wait again (its pop panicked)"
-        ),
+        Err(RecvTimeoutError::Disconnected) => {
+            panic!("{who} woke up, found the queue empty and did not wait again (its pop panicked)")
+        }
         Err(RecvTimeoutError::Timeout) => panic!("{who} got no item within {WITHIN:?}"),
     }
 }
@@ -99,19 +99,29 @@ fn two_waiters_one_item_the_other_waits_on() {
         q.push(1);
         // Whichever got the first item, the other must still be waiting,
         // and must get the second.
-        let (first, second, names) = match a.got.recv_timeout(WITHIN) {
-            Ok(v) => (v, b, "consumer b"),
-            Err(_) => match b.got.recv_timeout(Duration::ZERO) {
-                Ok(v) => (v, a, "consumer a"),
-                Err(_) => panic!("round {round}: neither consumer got the item pushed"),
-            },
+        let deadline = Instant::now() + WITHIN;
+        let (first, second, names) = loop {
+            if let Ok(v) = a.got.try_recv() {
+                break (v, b, "consumer b");
+            }
+            if let Ok(v) = b.got.try_recv() {
+                break (v, a, "consumer a");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: neither consumer got the item pushed within {WITHIN:?}"
+            );
+            thread::yield_now();
         };
         assert_eq!(first, 1);
         // The other consumer was woken too (by notify_all) or not (by
         // notify_one); either way it must now be back asleep, not gone.
         let deadline = Instant::now() + WITHIN;
         while thread_state(second.tid) != Some('S') && !second.handle.is_finished() {
-            assert!(Instant::now() < deadline, "round {round}: {names} neither slept nor ended");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {names} neither slept nor ended"
+            );
             thread::yield_now();
         }
         assert!(
@@ -171,7 +181,10 @@ fn an_item_taken_first_by_another_thread_means_wait_again() {
                 taken_first += 1;
                 let deadline = Instant::now() + WITHIN;
                 while thread_state(c.tid) != Some('S') && !c.handle.is_finished() {
-                    assert!(Instant::now() < deadline, "round {round}: the consumer neither slept nor ended");
+                    assert!(
+                        Instant::now() < deadline,
+                        "round {round}: the consumer neither slept nor ended"
+                    );
                     thread::yield_now();
                 }
                 assert!(
@@ -228,13 +241,23 @@ fn many_producers_and_consumers_deliver_each_item_once() {
     let deadline = Instant::now() + WITHIN;
     for c in consumers {
         while !c.is_finished() {
-            assert!(Instant::now() < deadline, "consumers did not drain the queue");
+            assert!(
+                Instant::now() < deadline,
+                "consumers did not drain the queue"
+            );
             thread::yield_now();
         }
-        assert!(c.join().is_ok(), "a consumer panicked: it popped an empty queue");
+        assert!(
+            c.join().is_ok(),
+            "a consumer panicked: it popped an empty queue"
+        );
     }
     let seen = seen.lock().unwrap();
     let unique: HashSet<u32> = seen.iter().copied().collect();
-    assert_eq!(seen.len(), 4 * PER_PRODUCER as usize, "items lost or duplicated");
+    assert_eq!(
+        seen.len(),
+        4 * PER_PRODUCER as usize,
+        "items lost or duplicated"
+    );
     assert_eq!(unique.len(), seen.len(), "an item was delivered twice");
 }

@@ -62,7 +62,10 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.shared.lock().expect("channel lock poisoned").sender_gone = true;
+        self.shared
+            .lock()
+            .expect("channel lock poisoned")
+            .sender_gone = true;
     }
 }
 

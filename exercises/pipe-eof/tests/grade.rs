@@ -39,7 +39,10 @@ fn the_child_sees_eof_and_answers() {
     let few = b"one\ntwo\nthree\n".to_vec();
     assert_eq!(
         count_bounded(few, "3 lines"),
-        Counts { bytes: 14, lines: 3 },
+        Counts {
+            bytes: 14,
+            lines: 3
+        },
         "3 lines of 14 bytes"
     );
 

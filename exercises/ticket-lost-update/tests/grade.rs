@@ -108,7 +108,10 @@ fn a_buyer_after_the_last_ticket_does_not_pay() {
     assert!(booth.buy(|| {}));
     assert!(booth.buy(|| {}));
     let mut paid = false;
-    assert!(!booth.buy(|| paid = true), "a third ticket was sold out of 2");
+    assert!(
+        !booth.buy(|| paid = true),
+        "a third ticket was sold out of 2"
+    );
     assert!(!paid, "a buyer who got no ticket was made to pay");
     assert_eq!(booth.remaining(), 0);
 }
