@@ -61,9 +61,13 @@ fn a_dropped_request_is_recovered_by_the_retry() {
         run.sent
     );
     assert_eq!(run.reply, b"ping");
-    assert_eq!(
-        run.attempts, 2,
-        "the first request went into a full buffer and must be lost; the second answered"
+    // The first request went into a full buffer: it is lost, and only a
+    // retry can be answered. Usually the second attempt is; on a loaded
+    // machine the server may start reading late enough for the second to
+    // find the buffer still full too.
+    assert!(
+        run.attempts >= 2,
+        "the first request, sent into a full receive buffer, was answered"
     );
 }
 
