@@ -19,7 +19,15 @@ fn two_writes_come_out_of_one_read() {
 
 #[test]
 fn one_write_takes_several_reads() {
-    assert_eq!(one_write_many_reads(b"abcdefghij", 4).unwrap(), [4, 4, 2]);
+    // What the buffer size guarantees, whatever the timing: no read over 4
+    // bytes, so at least 3 reads for 10. (On Linux loopback the one write
+    // arrives as one segment and the reads are exactly [4, 4, 2].)
+    let small = one_write_many_reads(b"abcdefghij", 4).unwrap();
+    assert!(
+        small.len() >= 3 && small.iter().all(|&n| (1..=4).contains(&n)),
+        "{small:?}"
+    );
+    assert_eq!(small.iter().sum::<usize>(), 10);
     let big = vec![1u8; 256 * 1024];
     let sizes = one_write_many_reads(&big, 16 * 1024).unwrap();
     assert!(

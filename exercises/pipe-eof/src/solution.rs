@@ -9,7 +9,8 @@
 //! `_exit`. The child's read would see EOF only after both were closed,
 //! and neither could be: each process was waiting for the other. The
 //! second one is the trap: the child waits for EOF on a pipe it holds
-//! open itself. Python's `multiprocessing.Pipe` docs give the same rule.
+//! open itself. `pipe(7)` states the rule: a read sees end-of-file once
+//! all descriptors referring to the write end have been closed.
 //!
 //! A multi-threaded program has a third source of stray write ends: a
 //! child forked while another thread has its own pipes open inherits those
