@@ -24,6 +24,7 @@ pub mod cpu_vs_io;
 pub mod daemons;
 pub mod deadlock;
 pub mod event;
+pub mod framing;
 pub mod ipc;
 pub mod memory_isolation;
 pub mod pools;
@@ -32,6 +33,7 @@ pub mod semaphore;
 pub mod spawn_join;
 pub mod thread_local;
 pub mod ticket_race;
+pub mod udp;
 
 /// Every lesson, in reading order.
 pub const LESSONS: &[Lesson] = &[
@@ -104,6 +106,16 @@ pub const LESSONS: &[Lesson] = &[
         name: "coroutines",
         summary: "a generator state machine; task vs thread switch cost; starvation on one thread",
         run: coroutines::run,
+    },
+    Lesson {
+        name: "framing",
+        summary: "sticky packets: two writes, one read; one write, many reads; a length header fixes it",
+        run: framing::run,
+    },
+    Lesson {
+        name: "udp",
+        summary: "a UDP echo server: datagram boundaries, no connection, loss and retry, the size limit",
+        run: udp::run,
     },
 ];
 
