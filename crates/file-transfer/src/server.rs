@@ -552,7 +552,13 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(Step::Progress),
                 Err(e) => return Err(e),
             };
-            up.temp.file.write_all(&scratch[..n])?;
+            if let Err(e) = up.temp.file.write_all(&scratch[..n]) {
+                // A full disk, say: the client is told, and the body it is
+                // still sending is discarded while the reply drains.
+                let msg = format!("cannot store {}: {e}", up.name);
+                self.fail(msg, config);
+                return Ok(Step::Progress);
+            }
             up.hasher.update(&scratch[..n]);
             up.remaining -= n as u64;
             return Ok(Step::Progress);

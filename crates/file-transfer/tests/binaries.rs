@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_conformance::tree;
 use file_transfer::client;
 use file_transfer::proto::{self, Request};
 use file_transfer::server::{SHUTDOWN_GRACE, TEMP_PREFIX};
@@ -66,19 +67,32 @@ fn fresh_root(tag: &str) -> PathBuf {
     root
 }
 
-/// The process's user + system CPU time in clock ticks (`/proc/PID/stat`
-/// fields 14 and 15, counted after the parenthesised command name).
+/// The process's user + system CPU time, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    let stat = tree::stat(pid).expect("the server is running");
+    stat.utime + stat.stime
+}
+
+fn open_fds(pid: u32) -> u64 {
+    tree::counts(pid).expect("the server is running").fds
+}
+
+/// Polls `cond` every 5 ms until it holds, for at most 5 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "after 5 s: {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
 fn the_client_commands_and_their_exit_statuses() {
     let root = fresh_root("cli");
-    let (_server, addr) = start(&root);
+    let (server, addr) = start(&root);
+    let pid = server.0.id();
+    // Listener, epoll, eventfd, the spare descriptor, stdio: at rest.
+    let at_rest = open_fds(pid);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(root.join("local.bin"), &data).unwrap();
 
@@ -122,6 +136,11 @@ fn the_client_commands_and_their_exit_statuses() {
             "{args:?}"
         );
     }
+    // Every connection, served or refused, gave its descriptor back, and
+    // no file was left open.
+    wait_until("descriptors back to the count at rest", || {
+        open_fds(pid) == at_rest
+    });
     let _ = fs::remove_dir_all(&root);
 }
 
