@@ -88,16 +88,28 @@ const MAX_EVENTS: usize = 256;
 const LISTENER: Token = Token(usize::MAX);
 const SHUTDOWN: Token = Token(usize::MAX - 1);
 
-/// `ft-server`'s own flags, next to the common `--addr`, `--max-conns`,
-/// `--verbose`.
+// `ft-server`'s own flags, next to the common `--addr`, `--max-conns`,
+// `--verbose`. clap shows the doc comment as the program's description.
+/// A file-transfer server: upload, download and list over TCP, SHA-256
+/// checked end to end.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// The storage folder: every file is stored directly in it. Created if missing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = storage_dir)]
     pub dir: PathBuf,
     /// Largest upload accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
+}
+
+/// `--dir`, created if missing and made absolute. Checked while the
+/// arguments are parsed, so that a folder that cannot be used is a bad
+/// argument (status 2) reported before the readiness line, not a failure
+/// after it.
+fn storage_dir(arg: &str) -> Result<PathBuf, String> {
+    fs::create_dir_all(arg)
+        .and_then(|()| fs::canonicalize(arg))
+        .map_err(|e| format!("cannot use it as the storage folder: {e}"))
 }
 
 // ANCHOR: temp-file
