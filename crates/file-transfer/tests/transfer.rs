@@ -417,6 +417,29 @@ fn malformed_headers_get_one_error_each_and_spare_the_others() {
 }
 
 #[test]
+fn a_client_that_stops_reading_stalls_nobody_else() {
+    let srv = TestServer::new();
+    let big = random_bytes(8 * 1024 * 1024, 21);
+    upload(srv.addr, "big", &big).unwrap();
+    // Asks for 8 MiB and reads only the header: the server's writes to it
+    // soon answer WouldBlock, and its turn must end there.
+    let mut stuck = client::connect(srv.addr).unwrap();
+    client::send_request(&mut stuck, &Request::Download { name: "big".into() }).unwrap();
+    let header = client::read_reply(&mut stuck).unwrap();
+    assert_eq!(header.size, Some(big.len() as u64));
+    let small = random_bytes(100_000, 22);
+    upload(srv.addr, "small", &small).unwrap();
+    assert_eq!(download(srv.addr, "small").unwrap(), small);
+    // And the stuck one still gets every byte once it reads.
+    let mut body = Vec::new();
+    (&mut stuck)
+        .take(big.len() as u64)
+        .read_to_end(&mut body)
+        .unwrap();
+    assert!(body == big, "the stalled download's bytes differ");
+}
+
+#[test]
 fn connections_beyond_the_limit_are_told_the_server_is_busy() {
     let srv = TestServer::start(1024, 2);
     let data = b"x".repeat(10);
