@@ -18,16 +18,31 @@ use ex_ft_atomic_upload::{Server, start};
 use file_transfer::client;
 use file_transfer::proto::{self, Request};
 
-fn fresh_dir() -> PathBuf {
+/// The test's folder, removed when the test ends, passed or failed.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Dir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+fn fresh_dir() -> Dir {
     static SERIAL: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ex-ft-atomic-{}-{}",
         std::process::id(),
         SERIAL.fetch_add(1, Ordering::Relaxed)
     ));
-    let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    dir
+    Dir(dir)
 }
 
 fn entries(dir: &PathBuf) -> Vec<String> {
@@ -60,18 +75,17 @@ fn body(len: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn a_complete_upload_is_published() {
     let dir = fresh_dir();
-    let server = start(dir.clone()).unwrap();
+    let server = start(dir.to_path_buf()).unwrap();
     let data = body(300_000, 1);
     client::upload(server.addr, "report.bin", &mut Cursor::new(&data)).unwrap();
     assert_eq!(fs::read(dir.join("report.bin")).unwrap(), data);
     assert_eq!(entries(&dir), ["report.bin"], "a temporary file is left");
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_interrupted_upload_leaves_no_file_and_keeps_the_old_one() {
     let dir = fresh_dir();
-    let server = start(dir.clone()).unwrap();
+    let server = start(dir.to_path_buf()).unwrap();
     let old = body(1000, 2);
     fs::write(dir.join("report.bin"), &old).unwrap();
 
@@ -118,13 +132,12 @@ fn an_interrupted_upload_leaves_no_file_and_keeps_the_old_one() {
         !dir.join("fresh.bin").exists(),
         "an upload cut off halfway is published under its name, truncated"
     );
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_wrong_digest_publishes_nothing_and_keeps_the_old_one() {
     let dir = fresh_dir();
-    let server = start(dir.clone()).unwrap();
+    let server = start(dir.to_path_buf()).unwrap();
     let old = body(1000, 5);
     fs::write(dir.join("data.bin"), &old).unwrap();
     let new = body(100_000, 6);
@@ -147,5 +160,4 @@ fn a_wrong_digest_publishes_nothing_and_keeps_the_old_one() {
         "a refused upload replaced data.bin"
     );
     assert_eq!(entries(&dir), ["data.bin"], "a temporary file is left");
-    let _ = fs::remove_dir_all(&dir);
 }
