@@ -60,11 +60,27 @@ fn ft_client(addr: SocketAddr, args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
-fn fresh_root(tag: &str) -> PathBuf {
+/// A test's folder, removed when the test ends, passed or failed.
+struct Root(PathBuf);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Root {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn fresh_root(tag: &str) -> Root {
     let root = std::env::temp_dir().join(format!("ft-bin-{tag}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
-    root
+    Root(root)
 }
 
 /// The process's user + system CPU time, in clock ticks.
@@ -141,7 +157,6 @@ fn the_client_commands_and_their_exit_statuses() {
     wait_until("descriptors back to the count at rest", || {
         open_fds(pid) == at_rest
     });
-    let _ = fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -216,5 +231,4 @@ fn stalled_transfers_cost_no_cpu_and_sigterm_ends_the_server_cleanly() {
     assert_eq!(temps(), 0, "the abandoned upload's temporary file is left");
     assert!(!store.join("stalled").exists());
     drop((upload, header));
-    let _ = fs::remove_dir_all(&root);
 }
