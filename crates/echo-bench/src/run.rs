@@ -273,7 +273,7 @@ pub fn render_rep(rep: &Rep) -> String {
     let p = Percentiles::of(&l.latency);
     let mut s = format!(
         "  {} msgs in {:.3} s = {:.0} msgs/s, {:.2} MB/s (echoed payload, one way)\n\
-         \x20 latency µs p50 {} p90 {} p99 {} p99.9 {} max {}; errors {}\n",
+         \x20 latency µs p50 {} p90 {} p99 {} p99.9 {} max {}{}; errors {}\n",
         l.messages,
         l.elapsed.as_secs_f64(),
         l.msgs_per_s(),
@@ -283,6 +283,11 @@ pub fn render_rep(rep: &Rep) -> String {
         p.p99,
         p.p999,
         p.max,
+        if l.client_bound() {
+            load::INCLUDES_CLIENT_LAG
+        } else {
+            ""
+        },
         l.errors,
     );
     for e in &l.errors.examples {
@@ -322,13 +327,18 @@ pub fn render_rep(rep: &Rep) -> String {
         }
     }
     s.push_str(&format!(
-        "  client: cpu {:.3} s ({:.0} % of {} CPU(s))\n",
+        "  client: cpu {:.3} s = {:.2} µs per message ({:.0} % of {} CPU(s))\n",
         l.client_cpu_s(),
+        l.client_cpu_us_per_msg(),
         100.0 * l.client_cpu_share(),
         l.capacity(),
     ));
-    if l.saturated() {
-        s.push_str(&format!("  {}\n", load::CLIENT_BOUND));
+    if let Some(line) = l.render_send_lag() {
+        s.push_str(&format!("  client: send lag µs {line}\n"));
+    }
+    let bound = l.render_client_bound();
+    if !bound.is_empty() {
+        s.push_str(&format!("  {bound}"));
     }
     s
 }
