@@ -471,6 +471,7 @@ mod tests {
                 client_user: Duration::from_millis(10),
                 client_sys: Duration::from_millis(20),
                 cpus: 1,
+                thread_cpus: Vec::new(),
             },
             server: Some(ServerStats {
                 method: Method::CgroupV1,

@@ -5,7 +5,8 @@
 //! `timerfd_settime(2)` for the open loop's schedule, `read(2)`/`write(2)`,
 //! `shutdown(2)` for the half-close, `setsockopt` (`TCP_NODELAY`),
 //! `setrlimit(2)` for descriptors, `sched_getaffinity(2)` for the CPUs the
-//! load may use and `getrusage(RUSAGE_THREAD)` for the client's own CPU time.
+//! load may use, `sched_setaffinity(2)` to give each load thread one of
+//! them, and `getrusage(RUSAGE_THREAD)` for the client's own CPU time.
 //!
 //! Design choices and what they cost:
 //! - Readiness, not threads: 10,000 connections are 10,000 entries in a
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::sched::{CpuSet, sched_getaffinity};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
@@ -129,10 +130,12 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
     // Opened first and held by this thread until the window has closed.
     let idle_conns = open_idle(spec)?;
     // Read before spawning: the load threads inherit this thread's mask.
-    let cpus = affinity_cpus();
+    let allowed = affinity_cpus();
+    let cpus = allowed.len();
     let payload = Payload::new(spec.size);
 
     let threads = spec.threads.min(spec.conns);
+    let placement = spread(threads, &allowed);
     let base = Instant::now();
     let abort = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<(usize, Report)>();
@@ -163,9 +166,13 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
             start: start_rx,
         };
         let tx = report_tx.clone();
+        let cpu = placement.get(t).copied();
         let handle = thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
                 let r = worker(setup, |r| {
                     let _ = tx.send((t, r));
                 });
@@ -258,7 +265,32 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         client_user: total.cpu_user,
         client_sys: total.cpu_sys,
         cpus,
+        thread_cpus: placement,
     })
+}
+
+/// Where each of `threads` load threads runs, given the CPUs the calling
+/// thread may use (which `run` has already narrowed to the CPUs not given
+/// to the server): one CPU each, in turn, when there are several threads
+/// and several CPUs, so that the connections' work (partitioned over the
+/// threads) is spread over the CPUs; empty, leaving every thread on the
+/// whole mask, when there is one thread or one CPU and pinning would
+/// change nothing. Leaving several threads to the scheduler was the
+/// alternative: it may stack two event loops on one CPU for a whole run.
+fn spread(threads: usize, allowed: &[usize]) -> Vec<usize> {
+    if threads < 2 || allowed.len() < 2 {
+        return Vec::new();
+    }
+    (0..threads).map(|t| allowed[t % allowed.len()]).collect()
+}
+
+/// Pins the calling load thread to `cpu`; on failure it stays on the mask
+/// it inherited, which is still correct, only less even.
+fn pin_to(cpu: usize) {
+    let mut one = CpuSet::new();
+    if one.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &one);
+    }
 }
 
 /// How long one idle connection may take to open.
@@ -283,15 +315,19 @@ fn open_idle(spec: &LoadSpec) -> Result<Vec<std::net::TcpStream>, String> {
         .collect()
 }
 
-/// CPUs in the calling thread's affinity mask; the machine's parallelism
-/// if the mask cannot be read.
-fn affinity_cpus() -> usize {
-    match sched_getaffinity(Pid::from_raw(0)) {
+/// The CPUs in the calling thread's affinity mask; CPUs 0 to the
+/// machine's parallelism if the mask cannot be read.
+fn affinity_cpus() -> Vec<usize> {
+    let cpus: Vec<usize> = match sched_getaffinity(Pid::from_raw(0)) {
         Ok(set) => (0..CpuSet::count())
             .filter(|&i| set.is_set(i).unwrap_or(false))
-            .count()
-            .max(1),
-        Err(_) => thread::available_parallelism().map_or(1, |n| n.get()),
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if cpus.is_empty() {
+        (0..thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
     }
 }
 
@@ -833,6 +869,14 @@ mod tests {
             }
         });
         (addr, seen)
+    }
+
+    #[test]
+    fn load_threads_are_spread_one_per_cpu_in_turn() {
+        assert_eq!(spread(1, &[1, 2, 3]), Vec::<usize>::new());
+        assert_eq!(spread(4, &[1]), Vec::<usize>::new());
+        assert_eq!(spread(3, &[1, 2, 3]), [1, 2, 3]);
+        assert_eq!(spread(5, &[2, 5]), [2, 5, 2, 5, 2]);
     }
 
     #[test]

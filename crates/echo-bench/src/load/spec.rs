@@ -197,6 +197,9 @@ pub struct LoadResult {
     /// mask (`sched_getaffinity`) when the run started, which the load
     /// threads inherit.
     pub cpus: usize,
+    /// The CPU each load thread was pinned to, by thread; empty when they
+    /// all ran on the whole mask (one thread, or one CPU).
+    pub thread_cpus: Vec<usize>,
 }
 
 impl LoadResult {
@@ -331,11 +334,31 @@ impl LoadResult {
             self.load_threads(),
             self.load_cpus(),
         ));
+        s.push_str(&format!("load threads {}\n", self.placement()));
         if let Some(line) = self.render_send_lag() {
             s.push_str(&format!("send lag µs  {line}\n"));
         }
         s.push_str(&self.render_client_bound());
         s
+    }
+
+    /// Where the load threads ran, for the report.
+    pub fn placement(&self) -> String {
+        if self.thread_cpus.is_empty() {
+            format!(
+                "{} sharing the {} CPU(s) of the load's mask",
+                self.load_threads(),
+                self.load_cpus()
+            )
+        } else {
+            let each: Vec<String> = self
+                .thread_cpus
+                .iter()
+                .enumerate()
+                .map(|(t, c)| format!("load-{t} on CPU {c}"))
+                .collect();
+            format!("pinned one CPU each: {}", each.join(", "))
+        }
     }
 
     /// Open loop: the send-lag percentiles on one line, with the bound.
@@ -421,6 +444,7 @@ mod tests {
             client_user: Duration::from_millis(cpu_ms / 2),
             client_sys: Duration::from_millis(cpu_ms - cpu_ms / 2),
             cpus,
+            thread_cpus: Vec::new(),
         }
     }
 
