@@ -43,6 +43,21 @@ pub(super) enum State {
     Done,
 }
 
+/// Where an open-loop message's latency starts: its scheduled time, so
+/// that a server that stalls is charged for every message it delayed (no
+/// coordinated omission), and a client that sent late has its lag in the
+/// figure (reported beside it as send lag); but its send instant when it
+/// was sent early, inside the slack, since a reply that came back before
+/// the schedule said "send" would otherwise count as no latency at all.
+/// `sent` is `None` when the send instant is no longer known (an older
+/// batch of the same connection); the schedule then stands.
+pub(super) fn open_loop_start(due: Instant, sent: Option<Instant>) -> Instant {
+    match sent {
+        Some(sent) if sent < due => sent,
+        _ => due,
+    }
+}
+
 pub(super) struct Conn {
     /// Global connection number: seeds the payload and the schedule.
     pub(super) id: u64,
@@ -321,22 +336,12 @@ impl Worker {
             self.moved = true;
             let after = c.received / self.size;
             for k in before..after {
-                // Open loop: from the scheduled send, so a server that
-                // stalls is charged for every message it delayed (no
-                // coordinated omission).
-                // A message sent inside the slack, before its scheduled
-                // time, is timed from its send: a reply that came back
-                // before the schedule said "send" would otherwise count
-                // as no latency at all.
                 let start = match self.schedule {
                     Some(s) => {
                         let due =
                             self.t0 + std::time::Duration::from_nanos(s.scheduled_ns(c.id, k));
-                        if k >= c.batch_first {
-                            due.max(c.sent_at)
-                        } else {
-                            due
-                        }
+                        let sent = (k >= c.batch_first).then_some(c.sent_at);
+                        open_loop_start(due, sent)
                     }
                     None => c.sent_at,
                 };
@@ -443,5 +448,24 @@ impl Worker {
             self.timers.len(),
             self.result.messages
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn open_loop_latency_starts_at_the_schedule_or_an_early_send() {
+        let due = Instant::now() + Duration::from_millis(10);
+        let early = due - Duration::from_micros(40);
+        let late = due + Duration::from_micros(900);
+        // Sent early: timed from the send, never from a later schedule.
+        assert_eq!(open_loop_start(due, Some(early)), early);
+        // Sent late or on time: from the schedule, the lag included.
+        assert_eq!(open_loop_start(due, Some(late)), due);
+        assert_eq!(open_loop_start(due, Some(due)), due);
+        assert_eq!(open_loop_start(due, None), due);
     }
 }
