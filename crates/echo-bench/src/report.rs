@@ -129,8 +129,62 @@ pub struct ServerJson {
 pub struct ClientJson {
     /// Mean client CPU seconds (user + system).
     pub cpu_s: f64,
-    /// True if any repetition was client-bound.
+    /// Mean client CPU microseconds per verified message, to read beside
+    /// the server's `cpu_us_per_echo`.
+    pub cpu_us_per_msg: f64,
+    /// Open loop: percentiles of all repetitions' send lags together, in
+    /// microseconds (send instant minus scheduled time); `null` in the
+    /// closed loop.
+    pub send_lag_us: Option<Percentiles>,
+    /// The p99 send lag above which a repetition is client-bound.
+    pub send_lag_bound_us: u64,
+    /// True if the load threads of any repetition used at least 90 % of
+    /// the CPU they could have had.
     pub saturated: bool,
+    /// True if any repetition was client-bound: saturated, or its p99 send
+    /// lag above `send_lag_bound_us`. The latency figures then include the
+    /// client's own lag.
+    pub client_bound: bool,
+    /// Why, per client-bound repetition ("rep N: ...").
+    pub client_bound_reasons: Vec<String>,
+}
+
+impl ClientJson {
+    /// The client's figures over `reps`.
+    pub fn of(reps: &[Rep]) -> ClientJson {
+        let mut lag: Option<hdrhistogram::Histogram<u64>> = None;
+        for h in reps.iter().filter_map(|r| r.load.send_lag.as_ref()) {
+            // Same bounds on both sides, so adding cannot fail.
+            let _ = lag.get_or_insert_with(stats::new_histogram).add(h);
+        }
+        let reasons: Vec<String> = reps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let why = r.load.client_bound_reasons();
+                (!why.is_empty()).then(|| format!("rep {}: {}", i + 1, why.join("; ")))
+            })
+            .collect();
+        ClientJson {
+            cpu_s: stats::mean(
+                &reps
+                    .iter()
+                    .map(|r| r.load.client_cpu_s())
+                    .collect::<Vec<_>>(),
+            ),
+            cpu_us_per_msg: stats::mean(
+                &reps
+                    .iter()
+                    .map(|r| r.load.client_cpu_us_per_msg())
+                    .collect::<Vec<_>>(),
+            ),
+            send_lag_us: lag.as_ref().map(Percentiles::of),
+            send_lag_bound_us: crate::load::SEND_LAG_BOUND_US,
+            saturated: reps.iter().any(|r| r.load.saturated()),
+            client_bound: !reasons.is_empty(),
+            client_bound_reasons: reasons,
+        }
+    }
 }
 
 /// Builds one result from its repetitions; `None` for none.
@@ -215,15 +269,7 @@ pub fn json_result(
         ),
         latency_us: Percentiles::of(&latency),
         server,
-        client: ClientJson {
-            cpu_s: stats::mean(
-                &reps
-                    .iter()
-                    .map(|r| r.load.client_cpu_s())
-                    .collect::<Vec<_>>(),
-            ),
-            saturated: reps.iter().any(|r| r.load.saturated()),
-        },
+        client: ClientJson::of(reps),
     })
 }
 
@@ -301,8 +347,9 @@ pub fn markdown_table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
         "| model | msgs/s (mean ± sd) | relative | p50 µs | p99 µs | max µs | server CPU µs/echo \
-         | ctx vol / invol | peak mem MiB | threads | procs | client-bound |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | ctx vol / invol | peak mem MiB | threads | procs | client-bound \
+         | client CPU µs/msg | send lag p99 µs |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n",
     );
     let tput = |r: &Row| {
         summarize(
@@ -321,7 +368,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
             let why = row.failure.as_deref().unwrap_or("no result");
             let _ = writeln!(
                 out,
-                "| {} | failed: {} |||||||||||",
+                "| {} | failed: {} |||||||||||||",
                 row.model,
                 why.replace('|', "/")
             );
@@ -350,7 +397,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
             / (1 << 20) as f64;
         let threads = servers.iter().map(|s| s.threads).max().unwrap_or(0);
         let procs = servers.iter().map(|s| s.processes).max().unwrap_or(0);
-        let bound = row.reps.iter().any(|r| r.load.saturated());
+        let client = ClientJson::of(&row.reps);
         let failed = row.reps.iter().filter(|r| !r.load.ok()).count();
         let model = if failed > 0 {
             format!("{} ({failed} rep(s) with errors)", row.model)
@@ -366,7 +413,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {at_least}{:.0} / {:.0} | {:.1} | {threads} | {procs} | {} |",
+            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {at_least}{:.0} / {:.0} | {:.1} | {threads} | {procs} | {} | {:.1} | {} |",
             t.mean,
             t.stddev.unwrap_or(0.0),
             if best > 0.0 { t.mean / best } else { 0.0 },
@@ -377,7 +424,15 @@ pub fn markdown_table(rows: &[Row]) -> String {
             m(&|s| s.ctx_voluntary as f64),
             m(&|s| s.ctx_involuntary as f64),
             mem,
-            if bound { "**yes**" } else { "no" },
+            if client.client_bound {
+                "**yes** (latency includes client lag)"
+            } else {
+                "no"
+            },
+            client.cpu_us_per_msg,
+            client
+                .send_lag_us
+                .map_or_else(|| "–".to_string(), |p| p.p99.to_string()),
         );
     }
     out
@@ -411,10 +466,12 @@ mod tests {
                 bytes_received: messages * 64,
                 elapsed: Duration::from_millis(elapsed_ms),
                 latency,
+                send_lag: None,
                 errors: Errors::default(),
                 client_user: Duration::from_millis(10),
                 client_sys: Duration::from_millis(20),
                 cpus: 1,
+                thread_cpus: Vec::new(),
             },
             server: Some(ServerStats {
                 method: Method::CgroupV1,
@@ -490,5 +547,55 @@ mod tests {
         assert!(t.contains("| fast | 2000 ± 0 | 1.00 |"), "{t}");
         assert!(t.contains("| slow | 1000 ± 0 | 0.50 |"), "{t}");
         assert!(t.contains("| broken | failed: did not start |"), "{t}");
+    }
+
+    #[test]
+    fn client_figures_reach_the_json_and_the_table() {
+        let mut late = rep(1000, 1000, 0.1);
+        late.load.spec.rate = Some(1000.0);
+        let mut lag = stats::new_histogram();
+        lag.record_n(10, 97).unwrap();
+        lag.record_n(3 * crate::load::SEND_LAG_BOUND_US, 3).unwrap();
+        late.load.send_lag = Some(lag);
+        let on_time = {
+            let mut r = late.clone();
+            let mut lag = stats::new_histogram();
+            lag.record_n(10, 100).unwrap();
+            r.load.send_lag = Some(lag);
+            r
+        };
+        // 30 ms of client CPU for 1000 messages
+        let j = json_result("x", BTreeMap::new(), std::slice::from_ref(&on_time)).unwrap();
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["client"]["cpu_us_per_msg"], 30.0);
+        assert_eq!(v["client"]["send_lag_us"]["p99"], 10);
+        assert_eq!(v["client"]["client_bound"], false);
+        let j = json_result("x", BTreeMap::new(), &[on_time.clone(), late.clone()]).unwrap();
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["client"]["client_bound"], true);
+        let why = v["client"]["client_bound_reasons"][0].as_str().unwrap();
+        assert!(why.starts_with("rep 2: p99 send lag 3"), "{why}");
+        // The closed loop has no send lag at all.
+        let j = json_result("x", BTreeMap::new(), &[rep(1000, 1000, 0.1)]).unwrap();
+        assert!(serde_json::to_value(&j).unwrap()["client"]["send_lag_us"].is_null());
+
+        let rows = [
+            Row {
+                model: "late".into(),
+                reps: vec![late],
+                failure: None,
+            },
+            Row {
+                model: "on-time".into(),
+                reps: vec![on_time],
+                failure: None,
+            },
+        ];
+        let t = markdown_table(&rows);
+        assert!(
+            t.contains("| **yes** (latency includes client lag) | 30.0 | 3001 |"),
+            "{t}"
+        );
+        assert!(t.contains("| no | 30.0 | 10 |"), "{t}");
     }
 }

@@ -10,8 +10,9 @@
 //! before the load threads are spawned (they inherit it); `kill(2)` with
 //! SIGTERM to stop the server, then SIGKILL to its group and cgroup.
 //!
-//! Pinning the server to CPU 0 and the client to CPU 1 keeps them from
-//! fighting for one core, which would make every design look alike; it also
+//! Pinning the server to CPU 0 and the client to the other CPUs (CPU 1
+//! here; its load threads one CPU each where there are several) keeps them
+//! from fighting for one core, which would make every design look alike; it also
 //! means a multi-threaded model gets one core, which is the fair comparison
 //! on a two-core machine but not its best showing. On one core nothing is
 //! pinned and the output says so.
@@ -75,8 +76,8 @@ pub fn existing_binary(id: &str) -> Result<PathBuf, String> {
 /// Whether the server and the load got CPUs of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pinning {
-    /// Server on CPU 0, load on CPU 1.
-    Pinned,
+    /// Server on CPU 0, load on these CPUs (every other CPU it may use).
+    Pinned(Vec<usize>),
     /// Not pinned, with the reason.
     Shared(String),
 }
@@ -85,14 +86,23 @@ impl Pinning {
     /// One line for people.
     pub fn describe(&self) -> String {
         match self {
-            Pinning::Pinned => "server pinned to CPU 0, load generator to CPU 1".into(),
+            Pinning::Pinned(load) => {
+                let list: Vec<String> = load.iter().map(usize::to_string).collect();
+                format!(
+                    "server pinned to CPU 0, load generator to CPU(s) {} \
+                     (several load threads: one CPU each, in turn)",
+                    list.join(",")
+                )
+            }
             Pinning::Shared(why) => format!("not pinned: {why}"),
         }
     }
 }
 
-/// Pins the calling thread (and so every thread it spawns later) to CPU 1
-/// when there are two CPUs we may use; the server goes to CPU 0.
+/// Pins the calling thread (and so every thread it spawns later) to every
+/// CPU it may use but CPU 0, which goes to the server: CPU 1 on a two-core
+/// machine, and on a larger one the rest, over which the load threads
+/// then spread (`load::run_with`).
 pub fn pin_self() -> Pinning {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     if n < 2 {
@@ -105,17 +115,23 @@ pub fn pin_self() -> Pinning {
         Ok(set) => set,
         Err(e) => return Pinning::Shared(format!("cannot read the CPU affinity: {e}")),
     };
-    if !(allowed.is_set(0).unwrap_or(false) && allowed.is_set(1).unwrap_or(false)) {
-        return Pinning::Shared("CPUs 0 and 1 are not both available to this process".into());
+    let load: Vec<usize> = (1..CpuSet::count())
+        .filter(|&i| allowed.is_set(i).unwrap_or(false))
+        .collect();
+    if !allowed.is_set(0).unwrap_or(false) || load.is_empty() {
+        return Pinning::Shared(
+            "CPU 0 and at least one other CPU are not both available to this process".into(),
+        );
     }
-    let mut one = CpuSet::new();
-    if let Err(e) = one
-        .set(1)
-        .and_then(|_| sched_setaffinity(Pid::from_raw(0), &one))
+    let mut set = CpuSet::new();
+    if let Err(e) = load
+        .iter()
+        .try_for_each(|&c| set.set(c))
+        .and_then(|_| sched_setaffinity(Pid::from_raw(0), &set))
     {
-        return Pinning::Shared(format!("cannot pin the load to CPU 1: {e}"));
+        return Pinning::Shared(format!("cannot pin the load away from CPU 0: {e}"));
     }
-    Pinning::Pinned
+    Pinning::Pinned(load)
 }
 
 /// Which measurement `run` and `all` should use.
@@ -171,7 +187,7 @@ pub fn one_rep(
 ) -> Result<Rep, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--addr", "127.0.0.1:0"]).args(model_args);
-    let cpu0 = if *pinning == Pinning::Pinned {
+    let cpu0 = if matches!(pinning, Pinning::Pinned(_)) {
         let mut cpu0 = CpuSet::new();
         cpu0.set(0).map_err(|e| format!("cpu set: {e}"))?;
         Some(cpu0)
@@ -220,7 +236,7 @@ pub fn one_rep(
     };
     // The server's tasks exit where they run: on CPU 0 when pinned.
     let server_cpus = match pinning {
-        Pinning::Pinned => "0".to_string(),
+        Pinning::Pinned(_) => "0".to_string(),
         Pinning::Shared(_) => crate::exits::possible_cpus(),
     };
     let mut meter = Meter::new(method, &server_cpus);
@@ -273,7 +289,7 @@ pub fn render_rep(rep: &Rep) -> String {
     let p = Percentiles::of(&l.latency);
     let mut s = format!(
         "  {} msgs in {:.3} s = {:.0} msgs/s, {:.2} MB/s (echoed payload, one way)\n\
-         \x20 latency µs p50 {} p90 {} p99 {} p99.9 {} max {}; errors {}\n",
+         \x20 latency µs p50 {} p90 {} p99 {} p99.9 {} max {}{}; errors {}\n",
         l.messages,
         l.elapsed.as_secs_f64(),
         l.msgs_per_s(),
@@ -283,6 +299,11 @@ pub fn render_rep(rep: &Rep) -> String {
         p.p99,
         p.p999,
         p.max,
+        if l.client_bound() {
+            load::INCLUDES_CLIENT_LAG
+        } else {
+            ""
+        },
         l.errors,
     );
     for e in &l.errors.examples {
@@ -322,13 +343,19 @@ pub fn render_rep(rep: &Rep) -> String {
         }
     }
     s.push_str(&format!(
-        "  client: cpu {:.3} s ({:.0} % of {} CPU(s))\n",
+        "  client: cpu {:.3} s = {:.2} µs per message ({:.0} % of {} CPU(s)); load threads {}\n",
         l.client_cpu_s(),
+        l.client_cpu_us_per_msg(),
         100.0 * l.client_cpu_share(),
         l.capacity(),
+        l.placement(),
     ));
-    if l.saturated() {
-        s.push_str(&format!("  {}\n", load::CLIENT_BOUND));
+    if let Some(line) = l.render_send_lag() {
+        s.push_str(&format!("  client: send lag µs {line}\n"));
+    }
+    let bound = l.render_client_bound();
+    if !bound.is_empty() {
+        s.push_str(&format!("  {bound}"));
     }
     s
 }

@@ -43,6 +43,21 @@ pub(super) enum State {
     Done,
 }
 
+/// Where an open-loop message's latency starts: its scheduled time, so
+/// that a server that stalls is charged for every message it delayed (no
+/// coordinated omission), and a client that sent late has its lag in the
+/// figure (reported beside it as send lag); but its send instant when it
+/// was sent early, inside the slack, since a reply that came back before
+/// the schedule said "send" would otherwise count as no latency at all.
+/// `sent` is `None` when the send instant is no longer known (an older
+/// batch of the same connection); the schedule then stands.
+pub(super) fn open_loop_start(due: Instant, sent: Option<Instant>) -> Instant {
+    match sent {
+        Some(sent) if sent < due => sent,
+        _ => due,
+    }
+}
+
 pub(super) struct Conn {
     /// Global connection number: seeds the payload and the schedule.
     pub(super) id: u64,
@@ -60,8 +75,13 @@ pub(super) struct Conn {
     /// Bytes echoed back and verified.
     pub(super) received: u64,
     /// Closed loop: when the first byte of the message in flight was
-    /// handed to `write`.
+    /// handed to `write`. Open loop: when the latest batch (messages
+    /// `batch_first..issued`) was issued, which may be up to
+    /// [`EXPIRY_SLACK_NS`](super::EXPIRY_SLACK_NS) before a message's
+    /// scheduled time.
     pub(super) sent_at: Instant,
+    /// Open loop: the first message of the latest batch.
+    pub(super) batch_first: u64,
     pub(super) last_progress: Instant,
 }
 
@@ -108,21 +128,36 @@ impl Worker {
         u64::try_from(t.saturating_duration_since(self.t0).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Open loop: issue every message of `idx` due at `now_ns`, and queue
-    /// its next due time, which the schedule's invariant puts strictly
-    /// after `now_ns`: an entry is never popped twice in one expiry pass.
-    pub(super) fn on_timer(&mut self, idx: usize, now_ns: u64, now: Instant) {
+    /// Open loop: issue every message of `idx` due by `horizon_ns` (the
+    /// wake-up's instant plus the slack), record how late each one leaves,
+    /// and queue its next due time, which the schedule's invariant puts
+    /// strictly after `horizon_ns`: an entry is never popped twice in one
+    /// expiry pass.
+    pub(super) fn on_timer(&mut self, idx: usize, horizon_ns: u64, now: Instant) {
         let sched = self.schedule.expect("timers exist in the open loop only");
         let c = &mut self.conns[idx];
         if c.state != State::Active {
             return;
         }
-        let due = sched.due_count(c.id, now_ns).min(c.cap);
+        let due = sched.due_count(c.id, horizon_ns).min(c.cap);
         if due > c.issued {
             if c.written == c.received {
                 // Idle until now: the stall clock starts with the new work.
                 c.last_progress = now;
             }
+            // The send instant, read per connection rather than once per
+            // wake-up: a batch of hundreds of messages takes long enough
+            // that the last of them really does leave later.
+            let sent = Instant::now();
+            let sent_ns = u64::try_from(sent.saturating_duration_since(self.t0).as_nanos())
+                .unwrap_or(u64::MAX);
+            for k in c.issued..due {
+                // Early (inside the slack) is no lag: recorded as 0.
+                let lag_ns = sent_ns.saturating_sub(sched.scheduled_ns(c.id, k));
+                self.result.send_lag.saturating_record(lag_ns / 1000);
+            }
+            c.batch_first = c.issued;
+            c.sent_at = sent;
             c.issued = due;
             self.moved = true;
             self.flush(idx);
@@ -130,7 +165,10 @@ impl Worker {
         let c = &self.conns[idx];
         if c.state == State::Active && c.issued < c.cap {
             let next = sched.scheduled_ns(c.id, c.issued);
-            debug_assert!(next > now_ns, "schedule invariant: {next} <= {now_ns}");
+            debug_assert!(
+                next > horizon_ns,
+                "schedule invariant: {next} <= {horizon_ns}"
+            );
             self.timers.push(Reverse((next, idx)));
         }
         self.settle(idx, now);
@@ -168,7 +206,7 @@ impl Worker {
             return;
         }
         // The EOF may already be waiting; the edge fired before we asked.
-        self.on_readable(idx);
+        self.on_readable(idx, true);
     }
 
     /// Closed loop: whether connection (or slot) `idx` has another message
@@ -233,8 +271,15 @@ impl Worker {
         }
     }
 
-    /// Reads and verifies until the socket would block.
-    pub(super) fn on_readable(&mut self, idx: usize) {
+    /// Reads and verifies what the socket holds. With `drain` false it
+    /// stops at the first short read: the socket is registered
+    /// edge-triggered, and every segment that arrives after that read
+    /// raises a new edge, so the second `read` that would only return
+    /// `EAGAIN` is saved (one system call per echo). With `drain` true
+    /// (the peer closed or failed, or a half-close just happened) it reads
+    /// until `EAGAIN` or EOF, because an EOF queued behind data raises no
+    /// edge of its own once the data has been read.
+    pub(super) fn on_readable(&mut self, idx: usize, drain: bool) {
         loop {
             if self.aborted() {
                 return;
@@ -291,19 +336,25 @@ impl Worker {
             self.moved = true;
             let after = c.received / self.size;
             for k in before..after {
-                // Open loop: from the scheduled send, so a server that
-                // stalls is charged for every message it delayed (no
-                // coordinated omission).
                 let start = match self.schedule {
-                    Some(s) => self.t0 + std::time::Duration::from_nanos(s.scheduled_ns(c.id, k)),
+                    Some(s) => {
+                        let due =
+                            self.t0 + std::time::Duration::from_nanos(s.scheduled_ns(c.id, k));
+                        let sent = (k >= c.batch_first).then_some(c.sent_at);
+                        open_loop_start(due, sent)
+                    }
                     None => c.sent_at,
                 };
                 let us = now.saturating_duration_since(start).as_micros() as u64;
                 self.result.latency.saturating_record(us.max(1));
                 self.result.messages += 1;
             }
+            let closing = c.state == State::Closing;
             if after > before {
                 self.settle(idx, now);
+            }
+            if n < self.rbuf.len() && !drain && !closing {
+                return;
             }
         }
     }
@@ -397,5 +448,24 @@ impl Worker {
             self.timers.len(),
             self.result.messages
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn open_loop_latency_starts_at_the_schedule_or_an_early_send() {
+        let due = Instant::now() + Duration::from_millis(10);
+        let early = due - Duration::from_micros(40);
+        let late = due + Duration::from_micros(900);
+        // Sent early: timed from the send, never from a later schedule.
+        assert_eq!(open_loop_start(due, Some(early)), early);
+        // Sent late or on time: from the schedule, the lag included.
+        assert_eq!(open_loop_start(due, Some(late)), due);
+        assert_eq!(open_loop_start(due, Some(due)), due);
+        assert_eq!(open_loop_start(due, None), due);
     }
 }

@@ -5,7 +5,8 @@
 //! `timerfd_settime(2)` for the open loop's schedule, `read(2)`/`write(2)`,
 //! `shutdown(2)` for the half-close, `setsockopt` (`TCP_NODELAY`),
 //! `setrlimit(2)` for descriptors, `sched_getaffinity(2)` for the CPUs the
-//! load may use and `getrusage(RUSAGE_THREAD)` for the client's own CPU time.
+//! load may use, `sched_setaffinity(2)` to give each load thread one of
+//! them, and `getrusage(RUSAGE_THREAD)` for the client's own CPU time.
 //!
 //! Design choices and what they cost:
 //! - Readiness, not threads: 10,000 connections are 10,000 entries in a
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::sched::{CpuSet, sched_getaffinity};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
@@ -61,7 +62,9 @@ use crate::stats;
 use conn::{CHUNK, Conn, State, Worker};
 use payload::Payload;
 use schedule::Schedule;
-pub use spec::{CLIENT_BOUND, ErrorKind, Errors, LoadResult, LoadSpec, Stop};
+pub use spec::{
+    ErrorKind, Errors, INCLUDES_CLIENT_LAG, LoadResult, LoadSpec, SEND_LAG_BOUND_US, Stop,
+};
 
 /// A connection with outstanding work and no byte moved for this long is
 /// counted as a timeout and dropped; the same bound applies to connecting.
@@ -79,6 +82,19 @@ const ABORT_GRACE: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(100);
 /// The token of the open loop's timerfd; connection tokens are indices.
 const TIMER: Token = Token(usize::MAX - 1);
+/// Messages due within this many nanoseconds of a wake-up are sent with
+/// it rather than slept for. Going back to sleep costs a
+/// `timerfd_settime(2)`, an `epoll_wait(2)` that blocks and a context
+/// switch each way, several microseconds of client CPU here, and wakes
+/// later than asked anyway; at 20,000 messages/s spread evenly the
+/// deadlines are 50 µs apart, so this slack sends two per wake-up, and at
+/// 50,000/s three. A message sent early is timed from its send, not from
+/// its schedule (see `Conn::sent_at`), so the slack never shortens a
+/// latency; it only moves a send up to 50 µs earlier than scheduled, which
+/// at one message per connection every 0.2 s or more leaves the offered
+/// load unchanged. A smaller slack was the alternative: it keeps bursts
+/// smaller but gives back the wake-ups.
+pub(crate) const EXPIRY_SLACK_NS: u64 = 50_000;
 /// Timers handled per wake-up at most: with 19,000 connections many can be
 /// due at once, and the loop should go back to `epoll_wait` (reads, the
 /// watchdog) regularly rather than issue every due message first.
@@ -114,10 +130,12 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
     // Opened first and held by this thread until the window has closed.
     let idle_conns = open_idle(spec)?;
     // Read before spawning: the load threads inherit this thread's mask.
-    let cpus = affinity_cpus();
+    let allowed = affinity_cpus();
+    let cpus = allowed.len();
     let payload = Payload::new(spec.size);
 
     let threads = spec.threads.min(spec.conns);
+    let placement = spread(threads, &allowed);
     let base = Instant::now();
     let abort = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<(usize, Report)>();
@@ -148,9 +166,13 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
             start: start_rx,
         };
         let tx = report_tx.clone();
+        let cpu = placement.get(t).copied();
         let handle = thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
                 let r = worker(setup, |r| {
                     let _ = tx.send((t, r));
                 });
@@ -238,11 +260,37 @@ pub fn run_with(spec: &LoadSpec, hook: &mut dyn FnMut(Window)) -> Result<LoadRes
         bytes_received: total.bytes_received,
         elapsed: end.saturating_duration_since(t0),
         latency: total.latency,
+        send_lag: schedule.map(|_| total.send_lag),
         errors: total.errors,
         client_user: total.cpu_user,
         client_sys: total.cpu_sys,
         cpus,
+        thread_cpus: placement,
     })
+}
+
+/// Where each of `threads` load threads runs, given the CPUs the calling
+/// thread may use (which `run` has already narrowed to the CPUs not given
+/// to the server): one CPU each, in turn, when there are several threads
+/// and several CPUs, so that the connections' work (partitioned over the
+/// threads) is spread over the CPUs; empty, leaving every thread on the
+/// whole mask, when there is one thread or one CPU and pinning would
+/// change nothing. Leaving several threads to the scheduler was the
+/// alternative: it may stack two event loops on one CPU for a whole run.
+fn spread(threads: usize, allowed: &[usize]) -> Vec<usize> {
+    if threads < 2 || allowed.len() < 2 {
+        return Vec::new();
+    }
+    (0..threads).map(|t| allowed[t % allowed.len()]).collect()
+}
+
+/// Pins the calling load thread to `cpu`; on failure it stays on the mask
+/// it inherited, which is still correct, only less even.
+fn pin_to(cpu: usize) {
+    let mut one = CpuSet::new();
+    if one.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &one);
+    }
 }
 
 /// How long one idle connection may take to open.
@@ -267,15 +315,19 @@ fn open_idle(spec: &LoadSpec) -> Result<Vec<std::net::TcpStream>, String> {
         .collect()
 }
 
-/// CPUs in the calling thread's affinity mask; the machine's parallelism
-/// if the mask cannot be read.
-fn affinity_cpus() -> usize {
-    match sched_getaffinity(Pid::from_raw(0)) {
+/// The CPUs in the calling thread's affinity mask; CPUs 0 to the
+/// machine's parallelism if the mask cannot be read.
+fn affinity_cpus() -> Vec<usize> {
+    let cpus: Vec<usize> = match sched_getaffinity(Pid::from_raw(0)) {
         Ok(set) => (0..CpuSet::count())
             .filter(|&i| set.is_set(i).unwrap_or(false))
-            .count()
-            .max(1),
-        Err(_) => thread::available_parallelism().map_or(1, |n| n.get()),
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if cpus.is_empty() {
+        (0..thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
     }
 }
 
@@ -466,6 +518,8 @@ struct ThreadResult {
     bytes_sent: u64,
     bytes_received: u64,
     latency: Histogram<u64>,
+    /// Open loop: how late each message was issued, in microseconds.
+    send_lag: Histogram<u64>,
     errors: Errors,
     finished: Option<Instant>,
     /// CPU this load thread used in the measured window (`RUSAGE_THREAD`):
@@ -484,6 +538,7 @@ impl ThreadResult {
             bytes_sent: 0,
             bytes_received: 0,
             latency: stats::new_histogram(),
+            send_lag: stats::new_histogram(),
             errors: Errors::default(),
             finished: None,
             cpu_user: Duration::ZERO,
@@ -498,6 +553,7 @@ impl ThreadResult {
         self.bytes_received += o.bytes_received;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&o.latency);
+        let _ = self.send_lag.add(&o.send_lag);
         self.errors.merge(o.errors);
         self.finished = self.finished.max(o.finished);
         self.cpu_user += o.cpu_user;
@@ -562,6 +618,7 @@ fn worker(setup: Setup, report: impl Fn(Report)) -> ThreadResult {
                 written: 0,
                 received: 0,
                 sent_at: now,
+                batch_first: 0,
                 last_progress: now,
             }
         })
@@ -652,6 +709,10 @@ impl Worker {
             None
         };
         let mut next_stall_check = Instant::now() + Duration::from_secs(1);
+        // The deadline (ns from t0) the timerfd is set for, if any: it is
+        // set again only when the earliest deadline changes, not on every
+        // wake-up (a socket's event leaves the timer as it was).
+        let mut armed: Option<u64> = None;
         while self.live > 0 {
             if self.aborted() {
                 let now_ns = self.ns_since_t0(Instant::now());
@@ -662,15 +723,21 @@ impl Worker {
             let mut timeout = next_stall_check.saturating_duration_since(now);
             if let Some(&Reverse((due, _))) = self.timers.peek() {
                 let wait = (self.t0 + Duration::from_nanos(due)).saturating_duration_since(now);
-                let armed = !wait.is_zero()
-                    && timer.as_ref().is_some_and(|t| {
+                if wait <= Duration::from_nanos(EXPIRY_SLACK_NS) {
+                    // Due within the slack: collect events without
+                    // sleeping, then send it with this wake-up's batch.
+                    timeout = Duration::ZERO;
+                } else if armed != Some(due) {
+                    let set = timer.as_ref().is_some_and(|t| {
                         t.set(
                             Expiration::OneShot(TimeSpec::from_duration(wait)),
                             TimerSetTimeFlags::empty(),
                         )
                         .is_ok()
                     });
-                if !armed {
+                    armed = set.then_some(due);
+                }
+                if armed != Some(due) {
                     timeout = timeout.min(wait);
                 }
             }
@@ -689,10 +756,12 @@ impl Worker {
                     break;
                 }
                 if ev.token() == TIMER {
-                    // Consume the expiry; EAGAIN just means it was stale.
-                    if let Some(t) = &timer {
-                        let _ = t.wait();
-                    }
+                    // Not read: the timerfd is registered edge-triggered
+                    // (as mio registers everything), and every expiry wakes
+                    // epoll again whether or not the count of the last one
+                    // was consumed, so the `read(2)` that would clear it is
+                    // a system call per wake-up for nothing.
+                    armed = None;
                     continue;
                 }
                 let idx = ev.token().0;
@@ -700,22 +769,24 @@ impl Worker {
                     self.on_connect_event(idx);
                 }
                 if matches!(self.conns[idx].state, State::Active | State::Closing) {
-                    // Edge-triggered: drain reads, then push any pending writes.
-                    self.on_readable(idx);
+                    // Edge-triggered: read (to the end if the peer closed
+                    // or failed), then push any pending writes.
+                    let drain = ev.is_read_closed() || ev.is_error();
+                    self.on_readable(idx, drain);
                     self.flush(idx);
                 }
             }
-            // One instant both pops and counts: every entry pushed while
+            // One horizon both pops and counts: every entry pushed while
             // handling it is due strictly later (the schedule's invariant),
             // so this loop ends; the cap returns to epoll_wait regularly.
             let now = Instant::now();
-            let now_ns = self.ns_since_t0(now);
+            let horizon_ns = self.ns_since_t0(now).saturating_add(EXPIRY_SLACK_NS);
             let mut expired = 0;
             while expired < EXPIRIES_PER_WAKE && !self.aborted() {
                 match self.timers.peek() {
-                    Some(&Reverse((due, idx))) if due <= now_ns => {
+                    Some(&Reverse((due, idx))) if due <= horizon_ns => {
                         self.timers.pop();
-                        self.on_timer(idx, now_ns, now);
+                        self.on_timer(idx, horizon_ns, now);
                         expired += 1;
                     }
                     _ => break,
@@ -798,6 +869,14 @@ mod tests {
             }
         });
         (addr, seen)
+    }
+
+    #[test]
+    fn load_threads_are_spread_one_per_cpu_in_turn() {
+        assert_eq!(spread(1, &[1, 2, 3]), Vec::<usize>::new());
+        assert_eq!(spread(4, &[1]), Vec::<usize>::new());
+        assert_eq!(spread(3, &[1, 2, 3]), [1, 2, 3]);
+        assert_eq!(spread(5, &[2, 5]), [2, 5, 2, 5, 2]);
     }
 
     #[test]
