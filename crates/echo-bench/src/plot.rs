@@ -516,18 +516,21 @@ fn draw_legend(area: &Area, labels: &[&str], bars: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A bar's fill: the model's colour; for a peer, its twin's colour made
+/// pale, with the full colour as outline (paired with the model, yet not
+/// mistaken for it). The pale tone is mixed with white here rather than
+/// drawn translucent, so grid lines do not show through the bar.
+fn bar_fill(look: Look) -> RGBColor {
+    if !look.peer {
+        return look.colour;
+    }
+    let pale = |c: u8| c + (f64::from(255 - c) * 0.6) as u8;
+    let RGBColor(r, g, b) = look.colour;
+    RGBColor(pale(r), pale(g), pale(b))
+}
+
 fn bar_rect(area: &Area, corners: [(i32, i32); 2], look: Look) -> Result<(), String> {
-    // A peer's bar is its twin's colour, pale, with the full colour as
-    // outline: paired with the model yet not mistaken for it.
-    // The pale tone is mixed with white here rather than drawn translucent,
-    // so grid lines do not show through the bar.
-    let fill = if look.peer {
-        let pale = |c: u8| c + ((255 - c) as f64 * 0.6) as u8;
-        let RGBColor(r, g, b) = look.colour;
-        RGBColor(pale(r), pale(g), pale(b)).filled()
-    } else {
-        look.colour.filled()
-    };
+    let fill = bar_fill(look).filled();
     area.draw(&Rectangle::new(corners, fill))
         .map_err(|e| e.to_string())?;
     if look.peer {
@@ -1032,7 +1035,12 @@ mod tests {
             fills.push(rect_fills(&svg));
         }
         let epoll = colour_hex(look("epoll").colour);
-        let tokio = colour_hex(look("tokio").colour);
+        let tokio = colour_hex(bar_fill(look("python-asyncio")));
+        assert_ne!(
+            tokio,
+            colour_hex(look("tokio").colour),
+            "a peer's bar is pale"
+        );
         // Chart a: three bars + two + three legend swatches (the peer's
         // swatch and bars add an outline rect with fill="none").
         for f in &fills {
