@@ -48,7 +48,12 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-/// One line: a label (the model's name) and its points, in any order.
+/// One line: a label and its points, in any order (drawn sorted by x).
+///
+/// The label picks the look: a model's name (`epoll` or `echo-epoll`), or
+/// for a Python peer any label that says Python (`python`, `py-`, `.py`)
+/// and names the design (`forking`, `threading`, `select`, `selectors`,
+/// `asyncio`), such as `python ThreadingTCPServer` or `selectors_echo.py`.
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
@@ -787,7 +792,6 @@ mod tests {
                 if !tag.ends_with('/') {
                     stack.push(name.to_string());
                 }
-                assert!(stack.len() <= 1 || root.is_some());
             }
             rest = &rest[end + 1..];
         }
@@ -1138,6 +1142,15 @@ mod tests {
             let (p, t) = (look(peer), look(twin));
             assert!(p.peer, "{peer}");
             assert_eq!((p.colour, p.marker), (t.colour, t.marker), "{peer}");
+        }
+        for (label, twin) in [
+            ("python ThreadingTCPServer", "thread-per-client"),
+            ("twins/selectors_echo.py", "mio"),
+            ("socketserver_echo.py --mode forking", "fork-per-client"),
+            ("py-asyncio", "tokio"),
+        ] {
+            let (p, t) = (look(label), look(twin));
+            assert!(p.peer && p.colour == t.colour, "{label}");
         }
         assert_eq!(look("something else"), look("something else"));
     }
