@@ -14,6 +14,7 @@ mod all;
 mod check;
 mod exits;
 mod load;
+mod plot;
 mod proc;
 mod report;
 mod run;
