@@ -171,7 +171,10 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
     for sc in &scenarios {
         for server in &plan.servers {
             match limits.can_run(&server.id, sc) {
-                Ok(()) => cells.push(Cell { scenario: sc, server }),
+                Ok(()) => cells.push(Cell {
+                    scenario: sc,
+                    server,
+                }),
                 Err(why) => skipped.push((sc.name, server.id.clone(), why)),
             }
         }
@@ -228,7 +231,10 @@ pub fn all(opts: &AllOptions) -> Result<bool, String> {
                 failure: Some(format!("not run: repetition {} failed", e.rep)),
             },
             None => {
-                progress.show(step, &format!("{} {} rep {r}/{}", sc.name, cell.server.id, plan.repeat));
+                progress.show(
+                    step,
+                    &format!("{} {} rep {r}/{}", sc.name, cell.server.id, plan.repeat),
+                );
                 run_rep(cell, r, &plan, &pinning, method)
             }
         };
@@ -645,11 +651,18 @@ fn mmss(s: u64) -> String {
     format!("{}:{:02}", s / 60, s % 60)
 }
 
+/// Servers asked for and not run: (id, why).
+type Absent = Vec<(String, String)>;
+
 /// The seeds' Python servers under `twins/`, or why each is absent.
-fn python_peers() -> (Vec<Server>, Vec<(String, String)>) {
+fn python_peers() -> (Vec<Server>, Absent) {
     let twins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../twins");
     let peers: [(&str, &str, &[&str]); 5] = [
-        ("py-threading", "socketserver_echo.py", &["--mode", "threading"]),
+        (
+            "py-threading",
+            "socketserver_echo.py",
+            &["--mode", "threading"],
+        ),
         ("py-forking", "socketserver_echo.py", &["--mode", "forking"]),
         ("py-select", "select_echo.py", &[]),
         ("py-selectors", "selectors_echo.py", &[]),
@@ -666,7 +679,10 @@ fn python_peers() -> (Vec<Server>, Vec<(String, String)>) {
         if !python {
             absent.push((id.to_string(), "python3 is not installed".to_string()));
         } else if !bin.is_file() {
-            absent.push((id.to_string(), format!("twins/{file} is not in this checkout")));
+            absent.push((
+                id.to_string(),
+                format!("twins/{file} is not in this checkout"),
+            ));
         } else {
             let bin = bin.canonicalize().unwrap_or(bin);
             servers.push(Server {
@@ -680,7 +696,7 @@ fn python_peers() -> (Vec<Server>, Vec<(String, String)>) {
 }
 
 /// The binaries to use, building missing ones when cargo launched us.
-fn available_models(wanted: &[String]) -> Result<(Vec<Server>, Vec<(String, String)>), String> {
+fn available_models(wanted: &[String]) -> Result<(Vec<Server>, Absent), String> {
     let mut absent_crate = Vec::new();
     let mut unbuilt = Vec::new();
     for id in wanted {

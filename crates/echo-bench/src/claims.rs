@@ -136,9 +136,8 @@ pub fn section(d: &ClaimData) -> String {
 
     // 4. select/poll slow down with the fds watched; epoll does not.
     let c4 = (|| {
-        let ratio = |m: &str| {
-            Some(d.cpu_per_echo("busy-1-idle-1000", m)? / d.cpu_per_echo("conns-1", m)?)
-        };
+        let ratio =
+            |m: &str| Some(d.cpu_per_echo("busy-1-idle-1000", m)? / d.cpu_per_echo("conns-1", m)?);
         let (s, p, e) = (ratio("select")?, ratio("poll")?, ratio("epoll")?);
         let v = if s > 2.0 * e && p > 2.0 * e {
             HOLDS
@@ -177,7 +176,8 @@ pub fn section(d: &ClaimData) -> String {
     let c6 = (|| {
         let e1 = d.latency("conns-1", "epoll", "p50")?;
         let t1 = d.latency("conns-1", "thread-per-client", "p50")?;
-        let r1 = d.throughput("conns-1", "epoll")? / d.throughput("conns-1", "thread-per-client")?;
+        let r1 =
+            d.throughput("conns-1", "epoll")? / d.throughput("conns-1", "thread-per-client")?;
         let many = ["conns-10000", "conns-1000", "conns-100"]
             .into_iter()
             .find_map(|sc| {

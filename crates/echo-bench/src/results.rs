@@ -124,7 +124,11 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 }
 
 fn merge_cell(sc: &'static Scenario, server: &str, rows: &[&RowLine]) -> Merged {
-    let ok: Vec<&RowLine> = rows.iter().copied().filter(|r| r.result.is_some()).collect();
+    let ok: Vec<&RowLine> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.result.is_some())
+        .collect();
     let failures = rows.iter().filter_map(|r| r.failure.clone()).collect();
     let tput = ok
         .iter()
@@ -436,7 +440,10 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
          | CPU % | ctx vol / invol | peak MiB | threads | procs | left after | client-bound |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
     );
-    let mine: Vec<&Merged> = cells.iter().filter(|c| c.scenario.name == sc.name).collect();
+    let mine: Vec<&Merged> = cells
+        .iter()
+        .filter(|c| c.scenario.name == sc.name)
+        .collect();
     let best = mine
         .iter()
         .filter_map(|c| c.throughput())
@@ -444,7 +451,12 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
     for c in &mine {
         let Some(tp) = c.throughput() else {
             let why = c.failures.first().map_or("no result", String::as_str);
-            let _ = writeln!(out, "| {} | failed: {} |||||||||||||", c.server, why.replace('|', "/"));
+            let _ = writeln!(
+                out,
+                "| {} | failed: {} |||||||||||||",
+                c.server,
+                why.replace('|', "/")
+            );
             continue;
         };
         let sd = summarize(&c.tput).and_then(|s| s.stddev).unwrap_or(0.0);
@@ -459,7 +471,8 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
         if !c.failures.is_empty() {
             name += &format!(" ({} rep(s) failed)", c.failures.len());
         }
-        let n = |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |x| format!("{x:.prec$}"));
+        let n =
+            |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |x| format!("{x:.prec$}"));
         let lower = if j["server"]["ctx_lower_bound"].as_bool() == Some(true) {
             "≥ "
         } else {
@@ -469,7 +482,9 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
             c.f(&["server", "zombies_after"]),
             c.f(&["server", "left_behind"]),
         ) {
-            (Some(z), Some(l)) if z + l > 0.0 => format!("**{z:.0} zombie(s), {l:.0} process(es)**"),
+            (Some(z), Some(l)) if z + l > 0.0 => {
+                format!("**{z:.0} zombie(s), {l:.0} process(es)**")
+            }
             (Some(_), Some(_)) => "nothing".into(),
             _ => "–".into(),
         };
@@ -496,7 +511,11 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
     }
     for (name, id, why) in skipped {
         if *name == sc.name {
-            let _ = writeln!(out, "| {id} | skipped: {} |||||||||||||", why.replace('|', "/"));
+            let _ = writeln!(
+                out,
+                "| {id} | skipped: {} |||||||||||||",
+                why.replace('|', "/")
+            );
         }
     }
     out
@@ -523,7 +542,12 @@ fn syscall_section(outcome: &Outcome) -> String {
             md.push_str("| server | calls per echo | the calls (per echo, failed in brackets) |\n|---|---:|---|\n");
             for c in counts {
                 if let Some(f) = &c.failure {
-                    let _ = writeln!(md, "| {} | – | not counted: {} |", c.server, f.replace('|', "/"));
+                    let _ = writeln!(
+                        md,
+                        "| {} | – | not counted: {} |",
+                        c.server,
+                        f.replace('|', "/")
+                    );
                     continue;
                 }
                 let list: Vec<String> = c
@@ -531,7 +555,10 @@ fn syscall_section(outcome: &Outcome) -> String {
                     .into_iter()
                     .filter(|(_, n)| *n >= 0.01)
                     .map(|(name, n)| {
-                        let failed = c.errors.get(&name).map_or(0.0, |&e| e as f64 / c.messages as f64);
+                        let failed = c
+                            .errors
+                            .get(&name)
+                            .map_or(0.0, |&e| e as f64 / c.messages as f64);
                         if failed >= 0.01 {
                             format!("{name} {n:.2} ({failed:.2} failed)")
                         } else {
