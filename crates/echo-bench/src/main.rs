@@ -57,7 +57,8 @@ enum Cmd {
     Load(LoadArgs),
     /// Benchmark one model (or --bin): spawned, pinned and measured, several times
     Run(RunArgs),
-    /// Benchmark every built model through the scenarios into a results folder
+    /// Benchmark every built model through the scenario matrix into a results
+    /// folder (quick by default, --full for all of it; --resume DIR continues one)
     All(AllArgs),
 }
 

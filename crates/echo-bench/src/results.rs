@@ -535,7 +535,7 @@ fn syscall_section(outcome: &Outcome) -> String {
                  from them (tracing stops the server at every call): one connection, {} \
                  echoes of 64 B, the counts over all its threads and processes divided by \
                  the echoes. Start-up and shutdown are included, spread over the echoes; \
-                 calls under 0.01 per echo are left out. *failed* counts the calls that \
+                 calls under 0.1 per echo are summed into one figure. *failed* counts the calls that \
                  returned an error (EAGAIN, mostly).\n",
                 crate::syscalls::MESSAGES
             );
@@ -550,10 +550,14 @@ fn syscall_section(outcome: &Outcome) -> String {
                     );
                     continue;
                 }
-                let list: Vec<String> = c
-                    .per_echo()
+                // Calls made a few times in all (start-up, shutdown: an
+                // interpreter's imports, a pool's threads) are summed into
+                // one figure rather than listed, so that the calls each echo
+                // makes stand out.
+                let (each, rest): (Vec<_>, Vec<_>) =
+                    c.per_echo().into_iter().partition(|(_, n)| *n >= 0.1);
+                let mut list: Vec<String> = each
                     .into_iter()
-                    .filter(|(_, n)| *n >= 0.01)
                     .map(|(name, n)| {
                         let failed = c
                             .errors
@@ -566,6 +570,13 @@ fn syscall_section(outcome: &Outcome) -> String {
                         }
                     })
                     .collect();
+                let other: f64 = rest.iter().map(|(_, n)| n).sum();
+                if other >= 0.005 {
+                    list.push(format!(
+                        "{other:.2} in {} other call(s), start-up and shutdown mostly",
+                        rest.len()
+                    ));
+                }
                 let _ = writeln!(
                     md,
                     "| {} | {:.2} | {} |",
