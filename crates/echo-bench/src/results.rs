@@ -49,6 +49,8 @@ struct Merged {
     /// Throughput per repetition, for the spread.
     tput: Vec<f64>,
     failures: Vec<String>,
+    /// Wall seconds of all its repetitions, server start to stop.
+    wall_s: f64,
 }
 
 impl Merged {
@@ -168,6 +170,7 @@ fn merge_cell(sc: &'static Scenario, server: &str, rows: &[&RowLine]) -> Merged 
         json,
         tput,
         failures,
+        wall_s: rows.iter().map(|r| r.wall_s).sum(),
     }
 }
 
@@ -392,7 +395,8 @@ fn markdown(
     let _ = writeln!(md, "- {}", info.measurement);
     let _ = writeln!(
         md,
-        "- timed repetitions of this session took {:.0} s of wall time",
+        "- the timed repetitions took {:.0} s of wall time in all ({:.0} s in this session)",
+        cells.iter().map(|c| c.wall_s).sum::<f64>(),
         info.measured_this_session.as_secs_f64()
     );
     for (id, why) in &plan.absent {
