@@ -65,7 +65,8 @@ const PLOT_W: f64 = 520.0;
 const PLOT_H: f64 = 360.0;
 const COLOURS: &[&str] = &[
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#843c39", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1",
 ];
 
 fn esc(s: &str) -> String {
@@ -131,7 +132,7 @@ fn ticks(s: &mut String, (lo, hi): (f64, f64), log: bool, vertical: bool) {
         let f = i as f64 / 4.0;
         let v = lo + f * (hi - lo);
         let shown = if log { 10f64.powf(v) } else { v };
-        let label = if shown.abs() >= 100.0 || shown == 0.0 {
+        let label = if shown.abs() >= 100.0 || shown == 0.0 || (log && shown >= 1.0) {
             format!("{shown:.0}")
         } else {
             format!("{shown:.3}")
@@ -228,11 +229,11 @@ pub fn bar_chart(path: &Path, chart: &BarChart) -> Result<(), String> {
                 esc(l)
             );
         }
+        // Slanted, so that the labels of narrow groups do not overlap.
+        let (lx, ly) = (x0 + group_w * 0.4, TOP + PLOT_H + 12.0);
         let _ = writeln!(
             s,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            x0 + group_w * 0.4,
-            TOP + PLOT_H + 15.0,
+            "<text x=\"{lx:.1}\" y=\"{ly}\" text-anchor=\"end\" transform=\"rotate(-30 {lx:.1} {ly})\">{}</text>",
             esc(&g.label)
         );
     }
