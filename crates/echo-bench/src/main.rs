@@ -190,10 +190,10 @@ struct AllArgs {
     #[arg(long, value_delimiter = ',',
           value_parser = PossibleValuesParser::new(matrix::SCENARIOS.iter().map(|s| s.name)))]
     scenarios: Vec<String>,
-    /// The whole matrix (about 20 minutes here) instead of the quick set (about 3)
+    /// The whole matrix (10 minutes on a 2-core machine) instead of the quick set (2)
     #[arg(long)]
     full: bool,
-    /// Repetitions per scenario and server [default: 2, or 3 with --full]
+    /// Repetitions per scenario and server [default: 3]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: Option<u32>,
     /// Add the seeds' servers written in Python (twins/), next to the models
