@@ -6,19 +6,25 @@
 //!   echo-bench run thread-per-client --conns 100 -- --max-conns 200
 //!   echo-bench run --bin target/release/fork-burn --conns 8 --messages 8 -- --child-burn-ms 150
 //!   echo-bench all --models iterative,epoll
+//!   echo-bench all --full --peers python
+//!   echo-bench all --resume results/20261201T190000Z
 //!
 //! Exit status: 0 when everything was verified, 1 for a failed check, an
 //! unverified byte or a runtime error, 2 for bad arguments (one line).
 
 mod all;
 mod check;
+mod claims;
 mod exits;
 mod load;
+mod matrix;
 mod plot;
 mod proc;
 mod report;
+mod results;
 mod run;
 mod stats;
+mod syscalls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,7 +57,8 @@ enum Cmd {
     Load(LoadArgs),
     /// Benchmark one model (or --bin): spawned, pinned and measured, several times
     Run(RunArgs),
-    /// Benchmark every built model through the scenarios into a results folder
+    /// Benchmark every built model through the scenario matrix into a results
+    /// folder (quick by default, --full for all of it; --resume DIR continues one)
     All(AllArgs),
 }
 
@@ -179,17 +186,33 @@ struct AllArgs {
     /// Models to run, comma-separated [default: all that are built]
     #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(run::MODELS))]
     models: Vec<String>,
-    /// Repetitions per scenario and model
-    #[arg(long, value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    repeat: u32,
-    /// Messages per repetition
-    #[arg(long, value_name = "M", default_value_t = 50_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    messages: u64,
+    /// Scenarios to run, comma-separated [default: the quick set, or all with --full]
+    #[arg(long, value_delimiter = ',',
+          value_parser = PossibleValuesParser::new(matrix::SCENARIOS.iter().map(|s| s.name)))]
+    scenarios: Vec<String>,
+    /// The whole matrix (10 minutes on a 2-core machine) instead of the quick set (2)
+    #[arg(long)]
+    full: bool,
+    /// Repetitions per scenario and server [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: Option<u32>,
+    /// Add the seeds' servers written in Python (twins/), next to the models
+    #[arg(long, value_name = "LANG", value_parser = ["python"])]
+    peers: Option<String>,
+    /// Seed of the shuffled order of repetitions [default: from the clock]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Do not count syscalls per echo under strace after the timed runs
+    #[arg(long)]
+    no_syscalls: bool,
     /// Results go to a timestamped folder inside this one
     #[arg(long, value_name = "DIR", default_value = "results")]
     out: PathBuf,
+    /// Continue the run in this results folder: its plan is reused and the
+    /// repetitions already recorded in it are not run again
+    #[arg(long, value_name = "DIR",
+          conflicts_with_all = ["models", "scenarios", "full", "repeat", "peers", "seed", "no_syscalls"])]
+    resume: Option<PathBuf>,
 }
 
 /// `--measure`: see [`run::Measure`].
@@ -234,9 +257,14 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a),
         Cmd::All(a) => all::all(&all::AllOptions {
             models: a.models,
-            repeat: a.repeat as usize,
-            messages: a.messages,
+            scenarios: a.scenarios,
+            full: a.full,
+            repeat: a.repeat.map(|r| r as usize),
+            peers_python: a.peers.is_some(),
+            seed: a.seed,
+            syscalls: !a.no_syscalls,
             out: a.out,
+            resume: a.resume,
             measure: run::Measure::Auto,
         }),
     };

@@ -35,10 +35,6 @@
 //!   chart: frame, title and a "no data" note, so a report never embeds a
 //!   missing file.
 
-// bench-all's report is the caller; until it is wired, only the tests use
-// this module.
-#![allow(dead_code)]
-
 use std::ops::Range;
 use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! Results as files: hyperfine's `--export-json` schema with our extra
-//! fields, and the Markdown tables of `all`.
+//! fields (the Markdown of `all` is built from them in [`crate::results`]).
 //!
 //! hyperfine's schema times a *command*; here one repetition is one
 //! workload, so `times` are the measured windows in wall seconds and
@@ -8,7 +8,6 @@
 //! work unchanged, and nothing of ours hides in a field they interpret.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
@@ -72,6 +71,10 @@ pub struct JsonResult {
     pub exit_codes: Vec<i32>,
     /// What was run.
     pub parameters: BTreeMap<String, String>,
+    /// hyperfine's field: peak memory per repetition, in bytes (here the
+    /// server tree's, as `peak_memory_bytes` measures it; 0 where the
+    /// server could not be measured).
+    pub memory_usage_byte: Vec<u64>,
     /// Mean verified echoes per second.
     pub throughput_msgs_per_s: f64,
     /// Percentiles of all repetitions' latencies together.
@@ -264,6 +267,10 @@ pub fn json_result(
         times,
         exit_codes: reps.iter().map(Rep::exit_code).collect(),
         parameters,
+        memory_usage_byte: reps
+            .iter()
+            .map(|r| r.server.map_or(0, |s| s.peak_memory_bytes))
+            .collect(),
         throughput_msgs_per_s: stats::mean(
             &reps.iter().map(|r| r.load.msgs_per_s()).collect::<Vec<_>>(),
         ),
@@ -295,147 +302,6 @@ pub fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// One row of a scenario table: a model and its repetitions.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// Model id.
-    pub model: String,
-    /// Its repetitions (possibly fewer than asked if one failed to start).
-    pub reps: Vec<Rep>,
-    /// Why it has no figures, if so.
-    pub failure: Option<String>,
-}
-
-/// One line on what the servers left after their runs: zombie children
-/// once the clients had gone, processes outliving the server after SIGTERM.
-pub fn markdown_aftermath(rows: &[Row]) -> String {
-    let mut bad = Vec::new();
-    let mut read = 0;
-    for row in rows {
-        for (i, r) in row.reps.iter().enumerate() {
-            let Some(s) = r.server else { continue };
-            let (Some(z), Some(l)) = (s.zombies_after, s.left_behind) else {
-                continue;
-            };
-            read += 1;
-            if z > 0 || l > 0 {
-                bad.push(format!(
-                    "{} rep {}: {z} zombie(s), {l} process(es) left behind",
-                    row.model,
-                    i + 1
-                ));
-            }
-        }
-    }
-    if read == 0 {
-        String::new()
-    } else if bad.is_empty() {
-        format!(
-            "After each of the {read} repetitions: no zombie child once the clients had gone, \
-             no process outliving the server after SIGTERM.\n"
-        )
-    } else {
-        format!("**Left behind:** {}.\n", bad.join("; "))
-    }
-}
-
-/// A Markdown table for one scenario, models as rows, with throughput
-/// relative to the fastest row.
-pub fn markdown_table(rows: &[Row]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "| model | msgs/s (mean ± sd) | relative | p50 µs | p99 µs | max µs | server CPU µs/echo \
-         | ctx vol / invol | peak mem MiB | threads | procs | client-bound \
-         | client CPU µs/msg | send lag p99 µs |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n",
-    );
-    let tput = |r: &Row| {
-        summarize(
-            &r.reps
-                .iter()
-                .map(|x| x.load.msgs_per_s())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let best = rows
-        .iter()
-        .filter_map(|r| tput(r).map(|s| s.mean))
-        .fold(0.0f64, f64::max);
-    for row in rows {
-        let Some(t) = tput(row) else {
-            let why = row.failure.as_deref().unwrap_or("no result");
-            let _ = writeln!(
-                out,
-                "| {} | failed: {} |||||||||||||",
-                row.model,
-                why.replace('|', "/")
-            );
-            continue;
-        };
-        let mut latency = stats::new_histogram();
-        for r in &row.reps {
-            let _ = latency.add(&r.load.latency);
-        }
-        let p = Percentiles::of(&latency);
-        let servers: Vec<ServerStats> = row.reps.iter().filter_map(|r| r.server).collect();
-        let m = |f: &dyn Fn(&ServerStats) -> f64| {
-            stats::mean(&servers.iter().map(f).collect::<Vec<_>>())
-        };
-        let cpu = stats::mean(
-            &row.reps
-                .iter()
-                .filter_map(Rep::cpu_us_per_echo)
-                .collect::<Vec<_>>(),
-        );
-        let mem = servers
-            .iter()
-            .map(|s| s.peak_memory_bytes)
-            .max()
-            .unwrap_or(0) as f64
-            / (1 << 20) as f64;
-        let threads = servers.iter().map(|s| s.threads).max().unwrap_or(0);
-        let procs = servers.iter().map(|s| s.processes).max().unwrap_or(0);
-        let client = ClientJson::of(&row.reps);
-        let failed = row.reps.iter().filter(|r| !r.load.ok()).count();
-        let model = if failed > 0 {
-            format!("{} ({failed} rep(s) with errors)", row.model)
-        } else {
-            row.model.clone()
-        };
-        // "≥": tasks exited in the window and their switches could not be
-        // counted (no taskstats exit records).
-        let at_least = if servers.iter().any(|s| s.ctx_lower_bound) {
-            "≥ "
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            "| {model} | {:.0} ± {:.0} | {:.2} | {} | {} | {} | {:.1} | {at_least}{:.0} / {:.0} | {:.1} | {threads} | {procs} | {} | {:.1} | {} |",
-            t.mean,
-            t.stddev.unwrap_or(0.0),
-            if best > 0.0 { t.mean / best } else { 0.0 },
-            p.p50,
-            p.p99,
-            p.max,
-            cpu,
-            m(&|s| s.ctx_voluntary as f64),
-            m(&|s| s.ctx_involuntary as f64),
-            mem,
-            if client.client_bound {
-                "**yes** (latency includes client lag)"
-            } else {
-                "no"
-            },
-            client.cpu_us_per_msg,
-            client
-                .send_lag_us
-                .map_or_else(|| "–".to_string(), |p| p.p99.to_string()),
-        );
-    }
-    out
 }
 
 #[cfg(test)]
@@ -498,6 +364,7 @@ mod tests {
         assert_eq!(r.times, vec![1.0, 2.0]);
         assert_eq!(r.mean, 1.5);
         assert_eq!(r.exit_codes, vec![0, 0]);
+        assert_eq!(r.memory_usage_byte, vec![1 << 20, 1 << 20]);
         assert_eq!((r.user, r.system), (0.5, 0.5));
         assert_eq!(r.throughput_msgs_per_s, 750.0);
         let s = r.server.as_ref().unwrap();
@@ -517,6 +384,7 @@ mod tests {
             "times",
             "exit_codes",
             "parameters",
+            "memory_usage_byte",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -525,32 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn table_ranks_against_the_fastest() {
-        let rows = [
-            Row {
-                model: "fast".into(),
-                reps: vec![rep(1000, 2000, 0.1)],
-                failure: None,
-            },
-            Row {
-                model: "slow".into(),
-                reps: vec![rep(1000, 1000, 0.1)],
-                failure: None,
-            },
-            Row {
-                model: "broken".into(),
-                reps: vec![],
-                failure: Some("did not start".into()),
-            },
-        ];
-        let t = markdown_table(&rows);
-        assert!(t.contains("| fast | 2000 ± 0 | 1.00 |"), "{t}");
-        assert!(t.contains("| slow | 1000 ± 0 | 0.50 |"), "{t}");
-        assert!(t.contains("| broken | failed: did not start |"), "{t}");
-    }
-
-    #[test]
-    fn client_figures_reach_the_json_and_the_table() {
+    fn client_figures_reach_the_json() {
         let mut late = rep(1000, 1000, 0.1);
         late.load.spec.rate = Some(1000.0);
         let mut lag = stats::new_histogram();
@@ -579,23 +422,5 @@ mod tests {
         let j = json_result("x", BTreeMap::new(), &[rep(1000, 1000, 0.1)]).unwrap();
         assert!(serde_json::to_value(&j).unwrap()["client"]["send_lag_us"].is_null());
 
-        let rows = [
-            Row {
-                model: "late".into(),
-                reps: vec![late],
-                failure: None,
-            },
-            Row {
-                model: "on-time".into(),
-                reps: vec![on_time],
-                failure: None,
-            },
-        ];
-        let t = markdown_table(&rows);
-        assert!(
-            t.contains("| **yes** (latency includes client lag) | 30.0 | 3001 |"),
-            "{t}"
-        );
-        assert!(t.contains("| no | 30.0 | 10 |"), "{t}");
     }
 }
