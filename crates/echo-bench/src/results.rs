@@ -410,7 +410,11 @@ fn markdown(
          server tree's user + system CPU over the window divided by the echoes: the \
          cost of the design, whatever the load. *CPU %* is the same CPU as a share of \
          one core. Latency runs from the first byte sent to the last byte echoed. \
-         A client-bound row measured the load generator, not the server. The machine \
+         *client CPU µs/msg* is what the load generator spent per message, beside the \
+         server's cost; *send lag p99* (open loop only, the mean of the repetitions' p99) \
+         is how late the client sent against its schedule. A client-bound row (load \
+         threads saturated, or p99 send lag over the stated bound) partly measured the \
+         load generator: its latency includes the client's lag. The machine \
          is shared and noisy: compare ratios within this run, not with another \
          machine's figures; the repetitions are interleaved so that drift spreads \
          over every server.\n\n",
@@ -441,8 +445,9 @@ fn markdown(
 fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) -> String {
     let mut out = String::from(
         "| server | msgs/s (mean ± sd) | relative | p50 µs | p99 µs | max µs | CPU µs/echo \
-         | CPU % | ctx vol / invol | peak MiB | threads | procs | left after | client-bound |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
+         | CPU % | ctx vol / invol | peak MiB | threads | procs | left after \
+         | client CPU µs/msg | send lag p99 µs | client-bound |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n",
     );
     let mine: Vec<&Merged> = cells
         .iter()
@@ -457,7 +462,7 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
             let why = c.failures.first().map_or("no result", String::as_str);
             let _ = writeln!(
                 out,
-                "| {} | failed: {} |||||||||||||",
+                "| {} | failed: {} |||||||||||||||",
                 c.server,
                 why.replace('|', "/")
             );
@@ -494,7 +499,7 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
         };
         let _ = writeln!(
             out,
-            "| {name} | {tp:.0} ± {sd:.0} | {:.2} | {} | {} | {} | {} | {} | {lower}{} / {} | {} | {} | {} | {left} | {} |",
+            "| {name} | {tp:.0} ± {sd:.0} | {:.2} | {} | {} | {} | {} | {} | {lower}{} / {} | {} | {} | {} | {left} | {} | {} | {} |",
             if best > 0.0 { tp / best } else { 0.0 },
             n(c.p("p50"), 0),
             n(c.p("p99"), 0),
@@ -506,8 +511,13 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
             n(c.mem_mib(), 1),
             n(c.f(&["server", "threads"]), 0),
             n(c.f(&["server", "processes"]), 0),
-            if j["client"]["saturated"].as_bool() == Some(true) {
-                "**yes**"
+            n(c.f(&["client", "cpu_us_per_msg"]), 1),
+            // Closed loop: no schedule, so no lag to report.
+            n(c.f(&["client", "send_lag_us", "p99"]), 0),
+            if j["client"]["client_bound"].as_bool() == Some(true)
+                || j["client"]["saturated"].as_bool() == Some(true)
+            {
+                "**yes** (latency includes client lag)"
             } else {
                 "no"
             },
@@ -517,7 +527,7 @@ fn table(sc: &Scenario, cells: &[Merged], skipped: &[(&str, String, String)]) ->
         if *name == sc.name {
             let _ = writeln!(
                 out,
-                "| {id} | skipped: {} |||||||||||||",
+                "| {id} | skipped: {} |||||||||||||||",
                 why.replace('|', "/")
             );
         }
