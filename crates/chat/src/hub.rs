@@ -185,7 +185,10 @@ impl<O: Outbox> Hub<O> {
                 self.send(id, &protocol::line("OK join", &[room]));
             }
             Command::Leave(room) | Command::Say(room, _) if !me.rooms.contains(room) => {
-                self.send(id, &protocol::err(&format!("not in {room} (JOIN {room} first)")));
+                self.send(
+                    id,
+                    &protocol::err(&format!("not in {room} (JOIN {room} first)")),
+                );
             }
             Command::Leave(room) => {
                 // Told before leaving, so the leaver sees its own departure
@@ -375,7 +378,10 @@ mod tests {
             seen.contains(&"EVENT r guest2 dropped (not reading)".to_owned()),
             "{seen:?}"
         );
-        assert!(!text(&mut hub, 2, "SAY r late"), "a dropped member still counts");
+        assert!(
+            !text(&mut hub, 2, "SAY r late"),
+            "a dropped member still counts"
+        );
         assert_eq!(hub.len(), 1);
     }
 

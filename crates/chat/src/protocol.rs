@@ -30,6 +30,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest line the server accepts, in bytes, the `\n` not counted. A
 /// longer line gets one `ERR` and the connection is closed: the rest of
@@ -40,11 +41,19 @@ pub const MAX_LINE: usize = 1024;
 /// Longest nickname or room name, in characters.
 pub const MAX_NAME: usize = 32;
 
-/// Most lines queued for one member that the writer has not yet written.
-/// A member whose queue is full when a line is due is dropped (see the
-/// crate header): 128 lines of up to ~1.1 KiB, so at most ~140 KiB per
-/// member on top of the kernel's socket buffers.
-pub const OUTBOX_CAP: usize = 128;
+/// Most lines queued for one member that its writer has not yet written:
+/// 256 lines of up to ~1.1 KiB, so at most ~280 KiB per member on top of
+/// the kernel's socket buffers.
+pub const OUTBOX_CAP: usize = 256;
+
+/// How long a line due to a member with a full queue waits for room
+/// before the member is dropped. Not zero: a member that reads at full
+/// speed still has a full queue now and then, when its writer has not had
+/// the CPU for a moment while talkers sent a burst (seen at once on two
+/// busy cores); a scheduling delay is milliseconds, a member that stopped
+/// reading stays full for good. Meanwhile the hub waits, so one slow
+/// member stalls the chat once, for this long, and is gone.
+pub const SLOW_GRACE: Duration = Duration::from_millis(500);
 
 /// One line to send, `\n` included, shared by every member it goes to:
 /// a broadcast allocates its text once, not once per member.
@@ -100,7 +109,8 @@ pub enum Command<'a> {
 }
 
 /// The commands, as `HELP` and an unknown command list them.
-pub const COMMANDS: &str = "NICK <name>, JOIN <room>, LEAVE <room>, SAY <room> <text>, ROOMS, WHO <room>, HELP, QUIT";
+pub const COMMANDS: &str =
+    "NICK <name>, JOIN <room>, LEAVE <room>, SAY <room> <text>, ROOMS, WHO <room>, HELP, QUIT";
 
 impl<'a> Command<'a> {
     /// Parses one line of text (not empty: the callers skip blank lines).
@@ -162,7 +172,8 @@ fn name<'a>(arg: &'a str, usage: &str) -> Result<&'a str, String> {
 /// Builds one server line from its parts: `prefix` then each part after a
 /// space, then `\n`.
 pub fn line(prefix: &str, parts: &[&str]) -> Line {
-    let mut s = String::with_capacity(prefix.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>() + 1);
+    let mut s =
+        String::with_capacity(prefix.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>() + 1);
     s.push_str(prefix);
     for part in parts {
         s.push(' ');
@@ -225,7 +236,10 @@ mod tests {
 
     #[test]
     fn builds_lines() {
-        assert_eq!(&*line("MSG", &["r", "bob", "hi there"]), "MSG r bob hi there\n");
+        assert_eq!(
+            &*line("MSG", &["r", "bob", "hi there"]),
+            "MSG r bob hi there\n"
+        );
         assert_eq!(&*ok_count(&["who", "r"], 2), "OK who r 2\n");
     }
 }

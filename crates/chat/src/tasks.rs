@@ -30,12 +30,15 @@ use echo_protocol::{ACCEPT_BACKOFF, Config};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::{
+    self,
+    error::{SendTimeoutError, TrySendError},
+};
 use tokio::sync::{Notify, mpsc::Receiver};
 use tokio::task::JoinSet;
 
 use crate::hub::{Hub, MemberId, Outbox};
-use crate::protocol::{self, Input, Line, MAX_LINE, OUTBOX_CAP};
+use crate::protocol::{self, Input, Line, MAX_LINE, OUTBOX_CAP, SLOW_GRACE};
 use crate::{CLOSE_GRACE, LINGER};
 
 /// Events waiting for the hub task; a reader that finds it full waits.
@@ -64,7 +67,22 @@ struct TaskOutbox {
 
 impl Outbox for TaskOutbox {
     fn offer(&self, line: &Line) -> bool {
-        !matches!(self.tx.try_send(Line::clone(line)), Err(TrySendError::Full(_)))
+        match self.tx.try_send(Line::clone(line)) {
+            Ok(()) | Err(TrySendError::Closed(_)) => true,
+            // The hub's rules are synchronous code, so the wait of up to
+            // SLOW_GRACE for room is a blocking one: `block_in_place` hands
+            // this worker's other tasks to another worker first (the
+            // member's writer among them), which is why the runtime is the
+            // multi-thread one. The hub stalls meanwhile, as the lock
+            // holder does in `--impl threads`.
+            Err(TrySendError::Full(line)) => tokio::task::block_in_place(|| {
+                let handle = tokio::runtime::Handle::current();
+                !matches!(
+                    handle.block_on(self.tx.send_timeout(line, SLOW_GRACE)),
+                    Err(SendTimeoutError::Timeout(_))
+                )
+            }),
+        }
     }
 
     fn cut(&self) {

@@ -29,12 +29,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use echo_protocol::{ACCEPT_BACKOFF, Config};
 use parking_lot::{Condvar, Mutex};
 
 use crate::hub::{Hub, MemberId, Outbox};
-use crate::protocol::{self, Line, MAX_LINE, OUTBOX_CAP};
+use crate::protocol::{self, Line, MAX_LINE, OUTBOX_CAP, SLOW_GRACE};
 use crate::{CLOSE_GRACE, LINGER};
 
 /// A member's end of its writer's queue, and the socket, to cut it.
@@ -45,7 +45,12 @@ struct ThreadOutbox {
 
 impl Outbox for ThreadOutbox {
     fn offer(&self, line: &Line) -> bool {
-        !matches!(self.tx.try_send(Line::clone(line)), Err(TrySendError::Full(_)))
+        // Under the hub lock: a full queue stalls every room for at most
+        // SLOW_GRACE, once, before its member is dropped.
+        !matches!(
+            self.tx.send_timeout(Line::clone(line), SLOW_GRACE),
+            Err(SendTimeoutError::Timeout(_))
+        )
     }
 
     fn cut(&self) {
@@ -157,7 +162,10 @@ fn connection(stream: TcpStream, id: MemberId, shared: &Shared) {
         raw.clear();
         // `take` bounds what one line may cost: an endless line stops at
         // MAX_LINE + 1 bytes, which `classify` calls too long.
-        match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut raw) {
+        match (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw)
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
