@@ -309,6 +309,7 @@ fn slow_member_is_dropped_and_room_goes_on(imp: &str) {
         }
     }
     let (mut talker, sent) = sender.join().unwrap();
+    eprintln!("{imp}: the slow member was dropped after {sent} messages");
     // The room goes on without the slow member, and the listener got
     // every line, in order, before the notice and after it.
     talker.send("SAY r after");
