@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chat::MAX_LINE;
-use echo_conformance::ServerProcess;
+use echo_conformance::{ServerProcess, tree};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_chat"))
@@ -138,6 +138,7 @@ both_impls!(
     commands_reply_as_documented,
     max_conns_is_enforced,
     sigterm_tells_members_and_exits_0,
+    departures_leave_nothing_behind_and_idle_costs_no_cpu,
 );
 
 const PER_TALKER: usize = 200;
@@ -438,4 +439,83 @@ fn rejects_an_unknown_implementation() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fibers"), "{err}");
+}
+
+/// One round of ten members leaving each of the ways a member leaves by
+/// itself: `QUIT`, a plain close, a reset, an overlong line (being
+/// dropped is the slow-member test's).
+fn leave_every_way(server: &ServerProcess) {
+    let mut stay = Client::named(server, "stay", &["r"]);
+    for i in 0..10 {
+        let nick = format!("m{i}");
+        let mut c = Client::named(server, &nick, &["r"]);
+        stay.skip_to(&format!("EVENT r {nick} joined"));
+        match i % 4 {
+            0 => {
+                c.send("QUIT");
+                c.skip_to("OK bye");
+            }
+            1 => drop(c),
+            2 => {
+                // SO_LINGER 0: close sends RST instead of FIN.
+                socket2::SockRef::from(&c.writer)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(c);
+            }
+            _ => {
+                c.send(&"z".repeat(MAX_LINE + 1));
+                c.skip_to(&format!("ERR line longer than {MAX_LINE} bytes; closing"));
+            }
+        }
+        stay.skip_to(&format!("EVENT r {nick} left"));
+    }
+    stay.send("QUIT");
+    stay.skip_to("OK bye");
+    stay.expect_closed(Duration::from_secs(5));
+}
+
+/// The server's threads and descriptors, once they are back to `want`,
+/// or what they were at the deadline.
+fn settle_to(pid: u32, want: (u64, u64)) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = tree::counts(pid).expect("the server is gone");
+        let now = (c.threads, c.fds);
+        if now == want || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Members leaving by `QUIT`, close, reset and an overlong line leave no
+/// thread and no descriptor behind (counted after a first round, which
+/// lets a runtime start what it starts lazily), and a server with idle
+/// members uses no CPU to speak of: it sleeps, it does not spin.
+fn departures_leave_nothing_behind_and_idle_costs_no_cpu(imp: &str) {
+    let server = start(imp, &[]);
+    let pid = server.pid();
+    leave_every_way(&server);
+    let first = tree::counts(pid).expect("counts");
+    let baseline = settle_to(pid, (first.threads, first.fds));
+    leave_every_way(&server);
+    assert_eq!(
+        settle_to(pid, baseline),
+        baseline,
+        "(threads, descriptors) did not come back after ten members left"
+    );
+
+    let idle: Vec<Client> = (0..5)
+        .map(|i| Client::named(&server, &format!("idle{i}"), &["r"]))
+        .collect();
+    let before = tree::cpu_ns(pid).expect("cpu");
+    thread::sleep(Duration::from_secs(1));
+    let used = tree::cpu_ns(pid).expect("cpu") - before;
+    assert!(
+        used < 100_000_000,
+        "the server used {} ms of CPU in 1 s with 5 idle members",
+        used / 1_000_000
+    );
+    drop(idle);
 }
