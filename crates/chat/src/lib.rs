@@ -104,11 +104,13 @@ pub enum Impl {
     Async,
 }
 
-/// The chat's own flags.
+// The chat's own flags. clap makes the doc comment below the program's
+// description in `--help`, in place of the contract's echo-server one.
+/// A chat server with rooms, over a line protocol: connect with `nc HOST PORT` and type HELP.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Flags {
     /// Implementation: threads sharing state under a lock, or async tasks with channels
-    #[arg(long = "impl", value_enum, default_value_t = Impl::Threads)]
+    #[arg(long = "impl", value_name = "IMPL", value_enum, default_value_t = Impl::Threads)]
     pub implementation: Impl,
 }
 
