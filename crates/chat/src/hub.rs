@@ -5,9 +5,10 @@
 //! driving it at once (a lock, or a single task that owns it) and in what
 //! an [`Outbox`] is (a crossbeam or a tokio bounded channel).
 //!
-//! A line for a member is *offered* to its outbox, never waited for: the
-//! hub must never block on one member while it holds the state everyone
-//! needs. An outbox that is full marks its member as dropped; once the
+//! A line for a member is *offered* to its outbox, which waits for room
+//! at most [`SLOW_GRACE`](crate::protocol::SLOW_GRACE): the hub must never
+//! wait on one member for long while it holds the state everyone needs.
+//! An outbox still full after that marks its member as dropped; once the
 //! command that filled it is done, the member is removed from every room
 //! (the rooms are told `EVENT <room> <nick> dropped (not reading)`) and
 //! its connection is cut.
@@ -22,9 +23,11 @@ pub type MemberId = u64;
 /// Where the hub puts the lines for one member; the writer at the other
 /// end writes them to the socket.
 pub trait Outbox {
-    /// Queues `line` without waiting. `false` only if the queue is full;
-    /// a queue whose writer is gone (the client vanished) takes the line
-    /// and discards it, as the reader will report the departure.
+    /// Queues `line`, waiting at most
+    /// [`SLOW_GRACE`](crate::protocol::SLOW_GRACE) for room. `false` only
+    /// if the queue is still full; a queue whose writer is gone (the
+    /// client vanished) takes the line and discards it, as the reader
+    /// will report the departure.
     fn offer(&self, line: &Line) -> bool;
     /// Ends the connection now, lines still queued included: the member
     /// was dropped for not reading, and a flush could wait forever.

@@ -11,10 +11,14 @@
 //! Where it serialises: the hub task handles one event at a time from one
 //! channel, so a room's order is the order in which events reach that
 //! channel; each member's queue is FIFO, and its writer is its only
-//! reader. The hub never awaits a member (`try_send` only), so a member
-//! whose socket is full cannot stall it; readers await the hub's channel,
-//! which is bounded too, so a flood of commands slows the flooder's own
-//! reader, nobody else's.
+//! reader. The hub waits for a member only when its queue is full, and
+//! then for at most `SLOW_GRACE` before dropping it, so a member whose
+//! socket is full stalls it once, briefly (that wait is a blocking one,
+//! in `block_in_place`, which is why the runtime is the multi-thread one;
+//! see `TaskOutbox::offer`). Readers await the hub's channel, which is
+//! bounded too (`HUB_QUEUE`), so a flood of commands waits in the
+//! kernel's socket buffers rather than in the server's memory, and the
+//! channel serves its waiting senders in turn.
 //!
 //! Not taken: an actor per room, which would let rooms run in parallel,
 //! but `NICK`, `ROOMS` and a member in several rooms would then need a

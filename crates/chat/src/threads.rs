@@ -11,9 +11,11 @@
 //! and a broadcast offers its line to each member's queue while holding
 //! it. That is what makes a room's order total: two `SAY`s to one room
 //! are queued to every member in the order their threads got the lock,
-//! and each queue is FIFO. The lock is never held across a socket call
-//! (`try_send` only), so one member's full socket cannot stall the room;
-//! the writes happen outside it, in parallel, one writer per member.
+//! and each queue is FIFO. The lock is never held across a socket call,
+//! only across a queue's `send_timeout`, which waits only when that queue
+//! is full and then at most `SLOW_GRACE` before its member is dropped, so
+//! one member's full socket stalls the room once, briefly. The writes
+//! happen outside it, in parallel, one writer per member.
 //!
 //! Not taken: a lock per room. It would let two rooms broadcast at once,
 //! but a member in several rooms, `NICK` (unique across rooms) and
