@@ -42,8 +42,10 @@
 //!
 //! Each member has a queue of [`OUTBOX_CAP`] lines between the hub and
 //! the writer that owns its socket. When a line is due and the queue is
-//! full, the member is *dropped*: removed from every room, which is told
-//! `EVENT <room> <nick> dropped (not reading)`, and its connection cut.
+//! still full after [`SLOW_GRACE`] (a reader that is only late catches up
+//! in that time), the member is *dropped*: removed from every room, which
+//! is told `EVENT <room> <nick> dropped (not reading)`, and its connection
+//! cut.
 //! Not taken: blocking until it reads (one member stalls the room, which
 //! is what the exercise `chat-slow-member` starts from), or skipping the
 //! lines it cannot take (it stays and silently misses messages, so its
@@ -77,7 +79,7 @@ use std::time::Duration;
 
 use echo_protocol::{Config, Model};
 
-pub use protocol::{MAX_LINE, OUTBOX_CAP};
+pub use protocol::{MAX_LINE, OUTBOX_CAP, SLOW_GRACE};
 
 /// The server, as the contract sees it.
 pub const MODEL: Model = Model {
