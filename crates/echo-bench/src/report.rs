@@ -421,6 +421,5 @@ mod tests {
         // The closed loop has no send lag at all.
         let j = json_result("x", BTreeMap::new(), &[rep(1000, 1000, 0.1)]).unwrap();
         assert!(serde_json::to_value(&j).unwrap()["client"]["send_lag_us"].is_null());
-
     }
 }

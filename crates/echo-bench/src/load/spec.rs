@@ -400,8 +400,7 @@ pub const INCLUDES_CLIENT_LAG: &str = "  (includes client lag: client-bound)";
 /// load thread that is itself too slow and one that other processes kept
 /// off its CPU look the same from inside, so the banner says what is known
 /// (the figures are not the server's alone) and the reasons follow it.
-pub const CLIENT_BOUND: &str =
-    "!!! client-bound: the load generator was saturated or late, so these figures are not the server's alone !!!";
+pub const CLIENT_BOUND: &str = "!!! client-bound: the load generator was saturated or late, so these figures are not the server's alone !!!";
 
 #[cfg(test)]
 mod tests {
