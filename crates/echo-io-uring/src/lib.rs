@@ -459,6 +459,10 @@ impl Server<'_> {
             // SAFETY: a successful accept's result is a new descriptor that
             // nothing else in this process knows of; the stream owns it.
             let stream = unsafe { TcpStream::from_raw_fd(result) };
+            // Nagle off: an echo sent in 16 KiB pieces would otherwise wait
+            // for delayed ACKs (`echo_protocol::no_delay`). The fallback
+            // `accept_one` does the same.
+            echo_protocol::no_delay(&stream);
             self.admit(stream, None);
         }
         if cqueue::more(flags) {

@@ -76,7 +76,12 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
     // ANCHOR: accept-loop
     loop {
         let (mut stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
+            Ok((stream, peer)) => {
+                // Nagle off, or a 64 KiB echo written 16 KiB at a time
+                // waits for delayed ACKs: see `echo_protocol::no_delay`.
+                echo_protocol::no_delay(&stream);
+                (stream, peer)
+            }
             // Out of descriptors or memory cannot happen to a server holding one
             // connection, so only the per-connection errors are retried.
             Err(e) if accept_error_is_transient(&e) => {

@@ -278,7 +278,12 @@ impl Pool<'_> {
     /// listen backlog, as it does with the other hand-offs.
     fn hand_out(&mut self) {
         let (stream, peer) = match self.listeners[0].accept() {
-            Ok(accepted) => accepted,
+            Ok((stream, peer)) => {
+                // Nagle off, or a 64 KiB echo written 16 KiB at a time
+                // waits for delayed ACKs: see `echo_protocol::no_delay`.
+                echo_protocol::no_delay(&stream);
+                (stream, peer)
+            }
             Err(e) if accept_error_is_shortage(&e) => {
                 log(self.config, format_args!("accept: {e} (backing off)"));
                 std::thread::sleep(ACCEPT_BACKOFF);

@@ -94,7 +94,12 @@ impl Pool<'_> {
     fn accept_loop(&self, i: usize, me: u32, listener: &TcpListener, buf: &mut [u8]) -> i32 {
         loop {
             let (stream, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => {
+                    // Nagle off, or a 64 KiB echo written 16 KiB at a time
+                    // waits for delayed ACKs: see `echo_protocol::no_delay`.
+                    echo_protocol::no_delay(&stream);
+                    (stream, peer)
+                }
                 Err(e) if accept_error_is_transient(&e) => continue,
                 Err(e) if accept_error_is_shortage(&e) => {
                     log(

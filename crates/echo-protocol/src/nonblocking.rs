@@ -252,7 +252,10 @@ impl Spare {
 /// rather than hanging), take the spare back.
 pub fn accept_one(listener: &TcpListener, spare: &mut Spare) -> Accepted {
     let err = match listener.accept() {
-        Ok((stream, peer)) => return Accepted::Client(stream, peer),
+        Ok((stream, peer)) => {
+            crate::no_delay(&stream);
+            return Accepted::Client(stream, peer);
+        }
         Err(e) if e.kind() == ErrorKind::WouldBlock => return Accepted::Empty,
         Err(e) => e,
     };

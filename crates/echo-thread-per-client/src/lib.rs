@@ -97,7 +97,12 @@ pub fn serve(listener: TcpListener, config: &Config, _flags: NoFlags) -> io::Res
     // ANCHOR: accept-loop
     loop {
         let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
+            Ok((stream, peer)) => {
+                // Nagle off, or a 64 KiB echo written 16 KiB at a time
+                // waits for delayed ACKs: see `echo_protocol::no_delay`.
+                echo_protocol::no_delay(&stream);
+                (stream, peer)
+            }
             Err(e) if accept_error_is_transient(&e) => continue,
             Err(e) if accept_error_is_shortage(&e) => {
                 // Unlike an event loop, we hold no spare descriptor to

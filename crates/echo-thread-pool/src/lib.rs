@@ -241,7 +241,12 @@ pub fn serve(listener: TcpListener, config: &Config, flags: PoolFlags) -> io::Re
     // ANCHOR: accept-loop
     loop {
         let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
+            Ok((stream, peer)) => {
+                // Nagle off, or a 64 KiB echo written 16 KiB at a time
+                // waits for delayed ACKs: see `echo_protocol::no_delay`.
+                echo_protocol::no_delay(&stream);
+                (stream, peer)
+            }
             Err(e) if accept_error_is_transient(&e) => continue,
             Err(e) if accept_error_is_shortage(&e) => {
                 // The descriptors belong to the workers' and the queued
