@@ -414,7 +414,11 @@ fn markdown(
          server's cost; *send lag p99* (open loop only, the mean of the repetitions' p99) \
          is how late the client sent against its schedule. A client-bound row (load \
          threads saturated, or p99 send lag over the stated bound) partly measured the \
-         load generator: its latency includes the client's lag. The machine \
+         load generator: its latency includes the client's lag. In a closed loop \
+         against a fast server both sides run flat out, one CPU each, so the flag is \
+         expected there: throughput is then capped by the client as much as by the \
+         server, and *CPU µs/echo*, which does not depend on it, is the figure to \
+         compare. The machine \
          is shared and noisy: compare ratios within this run, not with another \
          machine's figures; the repetitions are interleaved so that drift spreads \
          over every server.\n\n",
