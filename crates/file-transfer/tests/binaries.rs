@@ -93,6 +93,27 @@ fn open_fds(pid: u32) -> u64 {
     tree::counts(pid).expect("the server is running").fds
 }
 
+/// The server's descriptor count once it has stayed the same for 100 ms
+/// (twenty polls 5 ms apart), within at most 5 s.
+fn settled_fds(pid: u32) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut last, mut same) = (open_fds(pid), 0);
+    while same < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "after 5 s: the descriptor count never settled (last {last})"
+        );
+        thread::sleep(Duration::from_millis(5));
+        let now = open_fds(pid);
+        if now == last {
+            same += 1;
+        } else {
+            (last, same) = (now, 0);
+        }
+    }
+    last
+}
+
 /// Polls `cond` every 5 ms until it holds, for at most 5 s.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -107,8 +128,13 @@ fn the_client_commands_and_their_exit_statuses() {
     let root = fresh_root("cli");
     let (server, addr) = start(&root);
     let pid = server.0.id();
-    // Listener, epoll, eventfd, the spare descriptor, stdio: at rest.
-    let at_rest = open_fds(pid);
+    // Listener, epoll, eventfd, the spare descriptor, stdio: at rest. The
+    // readiness line comes before the loop opens its own descriptors (and
+    // sweeps the folder through a directory handle), so the count is taken
+    // after a first request has been served, once it has stopped moving.
+    let warm_up = ft_client(addr, &["list"], &root);
+    assert!(warm_up.status.success(), "{warm_up:?}");
+    let at_rest = settled_fds(pid);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(root.join("local.bin"), &data).unwrap();
 
