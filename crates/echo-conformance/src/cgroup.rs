@@ -154,10 +154,11 @@ impl Cgroup {
         use std::os::unix::process::CommandExt;
         // Cloned now, in the parent: the child must not allocate.
         let files = self.procs_files.clone();
-        // SAFETY: the closure runs in the child between fork and exec,
-        // where only async-signal-safe calls are allowed: it makes raw
-        // open, write and close system calls on NUL-terminated paths built
-        // before the fork, allocates nothing and takes no lock.
+        // The closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed.
+        // SAFETY: it makes raw open, write and close system calls on
+        // NUL-terminated paths built before the fork, allocates nothing and
+        // takes no lock.
         unsafe {
             cmd.pre_exec(move || {
                 for path in &files {

@@ -294,11 +294,11 @@ fn spawn_child(
 /// The child: set up the signals, drop what is the parent's, echo, exit.
 /// Never returns.
 fn child_main(mut stream: TcpStream, parent: libc::pid_t, inherited: &[RawFd]) -> ! {
+    // Closing the listener and the eventfds behind the owners' backs is
+    // sound because this process never returns to the code that owns them:
+    // it ends in `_exit`, which runs no destructor.
     // SAFETY: prctl, getppid, sigaction and close are async-signal-safe
-    // syscalls on values computed before the fork. Closing the listener
-    // and the eventfds behind the owners' backs is sound because this
-    // process never returns to the code that owns them: it ends in `_exit`,
-    // which runs no destructor.
+    // syscalls on values computed before the fork.
     unsafe {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
             || libc::getppid() != parent

@@ -214,11 +214,11 @@ pub fn run() -> crate::Result {
 /// (creating a thread, allocating) rests on glibc, not POSIX, and must never
 /// touch a lock of the program's own.
 pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> crate::Result<Pid> {
-    // SAFETY: the child branch only runs `child`, which callers keep to
+    // The child branch only runs `child`, which callers keep to
     // async-signal-safe work (or, for `daemon_thread`, to glibc calls whose
-    // locks glibc resets at fork), and then `_exit`s without unwinding or
-    // running destructors, so no lock or buffer of the program's own that
-    // another thread held is used.
+    // locks glibc resets at fork), then `_exit`s without unwinding.
+    // SAFETY: so the child uses no lock or buffer of the program's own that
+    // another thread held at the fork, and runs no destructor.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {

@@ -32,10 +32,10 @@ fn main() -> ExitCode {
 
 fn serve(listener: TcpListener, config: &Config, _: NoFlags) -> io::Result<()> {
     while let Some(mut stream) = next_client(&listener, config)? {
-        // SAFETY: the child only runs the echo loop on its own socket, with
-        // a buffer on its stack (no allocation, no lock another thread may
-        // hold at the fork), then `_exit`s without running destructors or
-        // atexit handlers of the parent's state.
+        // The child only runs the echo loop on its own socket, with a buffer
+        // on its stack, then `_exit`s.
+        // SAFETY: it allocates nothing, takes no lock another thread may
+        // hold at the fork, and runs no destructor or atexit handler.
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
                 drop(listener);
