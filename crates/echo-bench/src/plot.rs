@@ -44,6 +44,10 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+// A model's index in `run::MODELS` (the order of the chapters) is its
+// colour and marker: one list of the models, kept where the harness keeps it.
+use crate::run::MODELS;
+
 /// One line: a label and its points, in any order (drawn sorted by x).
 ///
 /// The label picks the look: a model's name (`epoll` or `echo-epoll`), or
@@ -91,25 +95,6 @@ const CAPTION_FONT: f64 = 13.0;
 /// Characters per caption line at CAPTION_FONT across WIDTH (estimated).
 const CAPTION_CHARS: usize = 160;
 const FONT: &str = "sans-serif";
-
-/// The fourteen models, in the order of the project's chapters; the index
-/// is the model's colour and marker.
-const MODELS: [&str; 14] = [
-    "iterative",
-    "fork-per-client",
-    "prefork",
-    "thread-per-client",
-    "thread-pool",
-    "busy-poll",
-    "select",
-    "poll",
-    "epoll",
-    "mio",
-    "async-from-scratch",
-    "tokio",
-    "io-uring",
-    "sigio",
-];
 
 /// The seeds' Python designs and the Rust model each is the twin of.
 /// "selectors" comes before "select", which it contains.
@@ -172,7 +157,7 @@ fn look(label: &str) -> Look {
     let lower = label.trim().to_ascii_lowercase();
     let name = lower.strip_prefix("echo-").unwrap_or(&lower);
     let model = |i: usize, peer| Look {
-        colour: PALETTE[i],
+        colour: PALETTE[i % PALETTE.len()],
         marker: MARKERS[i % MARKERS.len()],
         peer,
     };
